@@ -1,0 +1,1 @@
+"""VSR++ model registry."""
