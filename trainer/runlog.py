@@ -1,0 +1,74 @@
+"""The run folder's logs: `training.log` (timestamped events), `metrics.jsonl`, TensorBoard.
+
+All files are opened in append mode: a resumed run continues the same logs.
+TensorBoard scalars are written only when the optional `tensorboard` extra is installed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def _open_tensorboard(run_dir: Path) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # optional extra not installed
+        return None
+    return SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+
+
+class RunLog:
+    """Append-only event log and metric stream of one run folder (thread-safe)."""
+
+    def __init__(self, run_dir: str | Path, *, tensorboard: bool = True) -> None:
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._log = open(self.run_dir / "training.log", "a", encoding="utf-8")
+        self._metrics = open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8")
+        self._tb = _open_tensorboard(self.run_dir) if tensorboard else None
+
+    def event(self, name: str, message: str = "", **fields: Any) -> None:
+        """One line in training.log: `2026-11-28 20:00:00  checkpoint_saved  message {fields}`."""
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        extra = f" {json.dumps(_jsonable(fields), sort_keys=True)}" if fields else ""
+        with self._lock:
+            self._log.write(f"{stamp}  {name:<20} {message}{extra}\n".rstrip() + "\n")
+            self._log.flush()
+
+    def metrics(self, kind: str, step: int, values: dict[str, Any]) -> None:
+        """One JSON line in metrics.jsonl, and TensorBoard scalars `kind/name`."""
+        record = {"ts": round(time.time(), 3), "kind": kind, "step": step, **values}
+        with self._lock:
+            self._metrics.write(json.dumps(_jsonable(record)) + "\n")
+            self._metrics.flush()
+            if self._tb is not None:
+                for name, value in values.items():
+                    if isinstance(value, (int, float)) and not isinstance(value, bool):
+                        self._tb.add_scalar(f"{kind}/{name}", value, step)
+
+    def close(self) -> None:
+        with self._lock:
+            for fh in (self._log, self._metrics):
+                if not fh.closed:
+                    fh.close()
+            if self._tb is not None:
+                self._tb.close()
+                self._tb = None

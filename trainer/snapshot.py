@@ -1,0 +1,165 @@
+"""Training state capture/restore and the background checkpoint writer.
+
+`capture_state` copies everything to CPU memory (the loop may continue right
+after it returns); `BackgroundWriter` writes such a snapshot on its own thread,
+at most one write in flight (the next `submit` waits for the previous one).
+Everything captured loads with `torch.load(weights_only=True)`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import ckpt
+
+
+def to_cpu(obj: Any) -> Any:
+    """Deep copy of nested dicts/lists/tuples with every tensor copied to CPU memory."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_cpu(v) for v in obj)
+    return obj
+
+
+def capture_rng() -> dict[str, Any]:
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {"kind": str(kind), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "python": {"version": version, "state": list(internal), "gauss_next": gauss_next},
+    }
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    n = state["numpy"]
+    keys = n["keys"].numpy().astype(np.uint32)
+    np.random.set_state((n["kind"], keys, n["pos"], n["has_gauss"], n["cached"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["state"]), p["gauss_next"]))
+
+
+def capture_state(*, step: int, epoch: int, kind: str, model: torch.nn.Module,
+                  optimizer: torch.optim.Optimizer, extra: dict[str, Any]) -> dict[str, Any]:
+    """A complete, CPU-resident checkpoint dict (see docs/internal-interfaces.md).
+
+    `extra` holds the remaining named parts: model_name, model_kwargs, config, metrics,
+    scheduler_state_dict, scaler_state_dict, train_state, data_state.
+    """
+    state = {
+        "step": step,
+        "epoch": epoch,
+        "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "type": kind,
+        "model_state_dict": to_cpu(unwrap(model).state_dict()),
+        "optimizer_state_dict": to_cpu(optimizer.state_dict()),
+        "rng_state": capture_rng(),
+    }
+    state.update(to_cpu(extra))
+    return state
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The bare module inside DistributedDataParallel / torch.compile wrappers."""
+    while hasattr(model, "module") and isinstance(model.module, torch.nn.Module):
+        model = model.module
+    return getattr(model, "_orig_mod", model)
+
+
+def restore_state(state: dict[str, Any], *, model: torch.nn.Module,
+                  optimizer: torch.optim.Optimizer | None = None, rng: bool = True) -> None:
+    unwrap(model).load_state_dict(state["model_state_dict"])
+    if optimizer is not None and state.get("optimizer_state_dict"):
+        optimizer.load_state_dict(state["optimizer_state_dict"])
+    if rng and state.get("rng_state"):
+        restore_rng(state["rng_state"])
+
+
+@contextlib.contextmanager
+def deferred_signals(signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> Iterator[list[int]]:
+    """Hold SIGINT/SIGTERM while a critical write runs; re-deliver them afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield []
+        return
+    pending: list[int] = []
+    previous = {s: signal.signal(s, lambda sig, _f: pending.append(sig)) for s in signals}
+    try:
+        yield pending
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for sig in pending:
+            signal.raise_signal(sig)
+
+
+SavedCallback = Callable[[Path, dict[str, Any]], None]
+ErrorCallback = Callable[[Path, BaseException], None]
+
+
+class BackgroundWriter:
+    """Writes checkpoint snapshots on one worker thread, one at a time."""
+
+    def __init__(self, on_saved: SavedCallback | None = None, on_error: ErrorCallback | None = None,
+                 save: Callable[[Path, dict[str, Any]], Path] | None = None) -> None:
+        self._on_saved = on_saved
+        self._on_error = on_error
+        self._save = save or ckpt.save_checkpoint
+        self._thread: threading.Thread | None = None
+        self.last_error: BaseException | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def submit(self, path: str | Path, state: dict[str, Any]) -> None:
+        """Start writing `state` (already CPU copies) to `path`; waits for a write still in flight."""
+        self.wait()
+        self._thread = threading.Thread(target=self._write, args=(Path(path), state),
+                                        name="checkpoint-writer", daemon=True)
+        self._thread.start()
+
+    def save_now(self, path: str | Path, state: dict[str, Any]) -> Path:
+        """Synchronous write (emergency): waits for the in-flight one, holds signals while writing."""
+        self.wait()
+        with deferred_signals():
+            self._write(Path(path), state)
+        if self.last_error is not None:
+            raise self.last_error
+        return Path(path)
+
+    def wait(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def _write(self, path: Path, state: dict[str, Any]) -> None:
+        self.last_error = None
+        try:
+            self._save(path, state)
+        except BaseException as exc:  # reported, never lost silently
+            self.last_error = exc
+            if self._on_error is not None:
+                self._on_error(path, exc)
+            return
+        if self._on_saved is not None:
+            self._on_saved(path, state)
+
+    close = wait

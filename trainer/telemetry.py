@@ -1,0 +1,213 @@
+"""Status, event, heartbeat and validation frames for the monitor (wire protocol v1).
+
+The loop only hands messages to a queue; one telemetry thread owns the
+`protocol.Publisher` socket, publishes them, sends a heartbeat every
+`heartbeat_s` and re-sends the latest status at least once a second, so what a
+monitor holds is never older than 1 s, also while loading, validating or paused.
+The loss tensor is read (`.item()`, a device sync) only when a status goes out.
+"""
+
+from __future__ import annotations
+
+import collections
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from trainer.config import TelemetryConfig
+from trainer.runlog import RunLog
+
+STATUS_MAX_AGE_S = 1.0
+
+
+def format_eta(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def gpu_memory_gb() -> float:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        return round(torch.cuda.max_memory_allocated() / 1e9, 3)
+    return 0.0
+
+
+class SpeedMeter:
+    """Iterations per second, smoothed with an exponential moving average."""
+
+    def __init__(self, alpha: float = 0.3) -> None:
+        self.alpha = alpha
+        self.speed = 0.0
+        self.reset()
+
+    def reset(self) -> None:
+        """Restart the clock (after a pause or a validation) without forgetting the speed."""
+        self._t0: float | None = None
+        self._it0 = 0
+
+    def update(self, iteration: int, now: float | None = None) -> float:
+        now = time.perf_counter() if now is None else now
+        if self._t0 is None:
+            self._t0, self._it0 = now, iteration
+        elif now - self._t0 >= 0.2 and iteration > self._it0:
+            sample = (iteration - self._it0) / (now - self._t0)
+            self.speed = sample if self.speed == 0.0 else self.alpha * sample + (1 - self.alpha) * self.speed
+            self._t0, self._it0 = now, iteration
+        return self.speed
+
+
+class Telemetry:
+    """What the trainer tells the world; a silent no-op on ranks without a publisher."""
+
+    def __init__(self, publisher: Any | None, cfg: TelemetryConfig, *, max_iters: int,
+                 runlog: RunLog | None = None, echo: Callable[[str], None] | None = None) -> None:
+        self.cfg = cfg
+        self.max_iters = max_iters
+        self.runlog = runlog
+        self.echo = echo
+        self.speed = SpeedMeter()
+        self.state = "loading"
+        self.iteration = 0
+        self.best_score: float | None = None
+        self._publisher = publisher
+        self._queue: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue(maxsize=2000)
+        self._lock = threading.Lock()
+        self._latest: dict[str, Any] = self._status_fields(0.0, 0.0)
+        self._history: collections.deque[dict[str, Any]] = collections.deque(maxlen=cfg.history)
+        self._last_status = 0.0
+        self._last_log = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ---- loop side -------------------------------------------------------
+    def start(self) -> None:
+        if self._publisher is not None and self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="telemetry", daemon=True)
+            self._thread.start()
+
+    def set_state(self, state: str) -> None:
+        self.state = state
+        if state in ("training", "paused"):
+            self.speed.reset()
+        self.publish_status(force=True)
+
+    def step(self, iteration: int, loss: torch.Tensor | float, lr: float, **extra: Any) -> None:
+        """Called every iteration; publishes (and syncs the loss) at most `status_hz` times a second."""
+        self.iteration = iteration
+        self.speed.update(iteration)
+        self._loss, self._lr, self._extra = loss, lr, extra
+        now = time.monotonic()
+        if now - self._last_status >= 1.0 / self.cfg.status_hz or iteration >= self.max_iters:
+            self.publish_status()
+        if self.runlog is not None and (now - self._last_log >= 1.0 or iteration >= self.max_iters):
+            self._last_log = now
+            latest = self.latest_status()
+            values = {"loss": latest["total_loss"], "lr": latest["learn_rate"],
+                      "iter_speed": latest["iter_speed"], "gpu_memory": latest["gpu_memory"]}
+            for key, value in extra.items():
+                values[key] = _scalar(value)
+            self.runlog.metrics("train", iteration, values)
+
+    def publish_status(self, *, force: bool = False) -> None:
+        loss = _scalar(getattr(self, "_loss", 0.0))
+        status = self._status_fields(loss, float(getattr(self, "_lr", 0.0)))
+        for key, value in getattr(self, "_extra", {}).items():
+            status[key] = _scalar(value)
+        with self._lock:
+            self._latest = status
+            if not self._history or status["timestamp"] - self._history[-1]["timestamp"] >= 1.0 or force:
+                self._history.append({k: status[k] for k in HISTORY_FIELDS})
+        self._last_status = time.monotonic()
+        self._send("status", status)
+
+    def event(self, kind: str, message: str, **data: Any) -> None:
+        """An event: published, appended to training.log, echoed to the terminal."""
+        if self.runlog is not None:
+            self.runlog.event(kind, message, **data)
+        if self.echo is not None:
+            self.echo(message)
+        self._send("event", {"kind": kind, "message": message, "data": data})
+
+    def validation(self, iteration: int, metrics: dict[str, Any], image: bytes | None = None) -> None:
+        fields = {"iteration": iteration, **metrics}
+        if image:
+            fields.update(image=image, image_format="png")
+        if self.runlog is not None:
+            self.runlog.metrics("val", iteration, metrics)
+        self._send("validation", fields)
+
+    # ---- query side (command server thread) ------------------------------
+    def latest_status(self) -> dict[str, Any]:
+        with self._lock:
+            return dict(self._latest)
+
+    def history(self, limit: int | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            points = list(self._history)
+        return points[-limit:] if limit else points
+
+    # ---- telemetry thread -------------------------------------------------
+    def close(self, timeout: float = 2.0) -> None:
+        """Flush what is queued, stop the thread (the publisher itself is closed by its owner)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _status_fields(self, loss: float, lr: float) -> dict[str, Any]:
+        speed = self.speed.speed
+        remaining = (self.max_iters - self.iteration) / speed if speed > 0 else 0.0
+        return {
+            "iteration": self.iteration, "total_loss": loss, "learn_rate": lr,
+            "time_remaining": format_eta(remaining), "iter_speed": round(speed, 4),
+            "gpu_memory": gpu_memory_gb(), "best_score": self.best_score,
+            "is_validating": self.state == "validating",
+            "is_training": self.state in ("training", "validating", "paused"),
+            "is_paused": self.state == "paused", "max_iterations": self.max_iters,
+            "timestamp": time.time(), "state": self.state,
+        }
+
+    def _send(self, topic: str, fields: dict[str, Any]) -> None:
+        if self._publisher is None:
+            return
+        try:
+            self._queue.put_nowait((topic, fields))
+        except queue.Full:  # nobody can keep up; never stall training
+            pass
+
+    def _run(self) -> None:
+        last_beat = 0.0
+        while True:
+            try:
+                topic, fields = self._queue.get(timeout=self.cfg.heartbeat_s / 2)
+                self._publisher.publish(topic, **fields)
+            except queue.Empty:
+                if self._stop.is_set():
+                    break
+            now = time.monotonic()
+            if now - last_beat >= self.cfg.heartbeat_s:
+                last_beat = now
+                self._publisher.publish("heartbeat", state=self.state, iteration=self.iteration)
+                if now - self._last_status >= STATUS_MAX_AGE_S:
+                    self._refresh_status()
+
+    def _refresh_status(self) -> None:
+        with self._lock:
+            self._latest = {**self._latest, "timestamp": time.time(), "state": self.state,
+                            "is_paused": self.state == "paused",
+                            "is_validating": self.state == "validating"}
+            status = dict(self._latest)
+        self._last_status = time.monotonic()
+        self._publisher.publish("status", **status)
+
+
+HISTORY_FIELDS = ("iteration", "total_loss", "learn_rate", "iter_speed", "timestamp")
+
+
+def _scalar(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return float(value.detach().float().item())
+    return value
