@@ -1,0 +1,130 @@
+"""What the monitor knows about one training run."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from .history import History, Point
+from .values import clean, image_type, require_int
+
+STATUS_DEFAULTS: dict[str, Any] = {
+    "iteration": 0,
+    "total_loss": 0.0,
+    "learn_rate": 0.0,
+    "time_remaining": "00:00:00",
+    "iter_speed": 0.0,
+    "gpu_memory": 0.0,
+    "best_score": None,
+    "is_validating": False,
+    "is_training": False,
+    "timestamp": 0.0,
+    "is_paused": False,
+    "max_iterations": 0,
+}
+HISTORY_FIELDS = ("iteration", "total_loss", "learn_rate", "iter_speed", "gpu_memory", "ts")
+VALIDATION_FIELDS = (
+    "iteration", "psnr", "ssim", "quality",
+    "baseline_psnr", "baseline_ssim", "baseline_quality", "ts",
+)
+ENVELOPE = ("v", "seq")
+
+
+def pick(payload: dict[str, Any], keys: tuple[str, ...]) -> Point:
+    return {k: payload[k] for k in keys if k in payload}
+
+
+@dataclass
+class RunState:
+    name: str
+    source: str
+    recent: int = 2000
+    older: int = 2000
+    max_events: int = 200
+    status: dict[str, Any] = field(default_factory=dict)
+    validation: dict[str, Any] | None = None
+    image: bytes | None = None
+    image_type: str | None = None
+    image_version: int = 0
+    checkpoints: list[Any] | None = None
+    last_seq: int | None = None
+    seq_gaps: int = 0
+    frames: int = 0
+    last_seen: float | None = None
+    online: bool = False
+
+    def __post_init__(self) -> None:
+        self.history = History(self.recent, self.older)
+        self.validations = History(self.recent // 4 or 1, max(self.older // 4, 2))
+        self.events: deque[dict[str, Any]] = deque(maxlen=self.max_events)
+
+    def track_seq(self, seq: int) -> bool:
+        """Count gaps; True when the sequence went backwards (a new trainer process)."""
+        restarted = self.last_seq is not None and seq <= self.last_seq
+        if self.last_seq is not None and seq > self.last_seq + 1:
+            self.seq_gaps += seq - self.last_seq - 1
+        self.last_seq = seq
+        return restarted
+
+    def apply(self, topic: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Fold one frame in; returns its JSON-safe form for the browsers."""
+        if topic == "validation":
+            return self._apply_validation(payload)
+        data = clean(payload)
+        if topic == "status":
+            require_int(payload, "iteration")
+            self.status = {k: v for k, v in data.items() if k not in ENVELOPE}
+            self.history.append(pick(data, HISTORY_FIELDS))
+        elif topic == "event":
+            self.events.append(data)
+        return data
+
+    def _apply_validation(self, payload: dict[str, Any]) -> dict[str, Any]:
+        require_int(payload, "iteration")
+        image = payload.get("image")
+        data = clean(payload)
+        if isinstance(image, bytes) and image_type(image):
+            self.image, self.image_type = image, image_type(image)
+            self.image_version += 1
+        data["image_version"] = self.image_version
+        self.validation = data
+        self.validations.append(pick(data, VALIDATION_FIELDS))
+        return data
+
+    def public_status(self, online: bool) -> dict[str, Any]:
+        return {**STATUS_DEFAULTS, **self.status, "trainer_online": online, "run": self.name}
+
+    def replace_history(self, points: list[Any], validations: list[Any] | None) -> None:
+        """Adopt the trainer's own record, keeping our points newer than its last one."""
+        self.history = _merged(self.history, points, HISTORY_FIELDS)
+        if validations:
+            self.validations = _merged(self.validations, validations, VALIDATION_FIELDS)
+
+    def snapshot(self, online: bool) -> dict[str, Any]:
+        return {
+            "status": self.public_status(online),
+            "history": self.history.points(),
+            "validations": self.validations.points(),
+            "validation": self.validation,
+            "events": list(self.events),
+            "checkpoints": self.checkpoints,
+            "image_version": self.image_version,
+            "seq_gaps": self.seq_gaps,
+            "frames": self.frames,
+        }
+
+
+def _merged(old: History, points: list[Any], keys: tuple[str, ...]) -> History:
+    new = History(old.recent_capacity, old.older_capacity)
+    last = None
+    for raw in points:
+        if isinstance(raw, dict) and isinstance(raw.get("iteration"), int):
+            new.append(pick(clean(raw), keys))
+            last = raw["iteration"]
+    if last is None:
+        return old
+    for point in old.points():
+        if point.get("iteration", -1) > last:
+            new.append(point)
+    return new

@@ -1,0 +1,149 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from monitor.history import History
+from monitor.state import MonitorState
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def status(seq: int, iteration: int, run: str = "r1", **extra: object) -> dict:
+    return {"v": 1, "run": run, "seq": seq, "ts": 1.0 * seq, "iteration": iteration,
+            "total_loss": 0.5, "learn_rate": 1e-4, **extra}
+
+
+def test_status_has_every_seed_field_with_defaults_before_any_frame() -> None:
+    got = MonitorState().status()
+    for key in ("iteration", "total_loss", "learn_rate", "time_remaining", "iter_speed",
+                "gpu_memory", "best_score", "is_validating", "is_training", "timestamp",
+                "trainer_online", "run", "is_paused", "max_iterations"):
+        assert key in got
+    assert got["iteration"] == 0 and got["trainer_online"] is False and got["run"] is None
+
+
+def feed_and_check_bounded(frames: int) -> None:
+    state = MonitorState(recent=1000, older=1000)
+    for i in range(frames):
+        state.ingest("status", {"v": 1, "run": "r1", "seq": i, "ts": 0.0, "iteration": i})
+    run = state.run("r1")
+    assert run is not None
+    iterations = [p["iteration"] for p in run.history.points()]
+    assert len(iterations) < 2000
+    assert iterations[-1000:] == list(range(frames - 1000, frames))
+    assert iterations == sorted(iterations) and iterations[0] == 0
+
+
+def test_history_of_a_million_points_stays_bounded_with_recent_ones_at_full_resolution() -> None:
+    h = History(recent=1000, older=1000)
+    for i in range(1_000_000):
+        h.append({"iteration": i})
+    iterations = [p["iteration"] for p in h.points()]
+    assert len(iterations) < 2000 and iterations[-1000:] == list(range(999_000, 1_000_000))
+
+
+def test_state_history_stays_bounded_over_a_long_run() -> None:
+    feed_and_check_bounded(100_000)
+
+
+@pytest.mark.slow
+def test_state_fed_a_million_frames_keeps_history_bounded() -> None:
+    feed_and_check_bounded(1_000_000)
+
+
+def test_history_halves_older_points_evenly_when_full() -> None:
+    h = History(recent=2, older=4)
+    for i in range(12):
+        h.append({"iteration": i})
+    its = [p["iteration"] for p in h.points()]
+    assert its[-2:] == [10, 11]
+    gaps = {b - a for a, b in zip(its[:-2], its[1:-2], strict=False)}
+    assert len(gaps) == 1 and len(h) <= 6
+
+
+def test_sequence_gaps_are_counted() -> None:
+    state = MonitorState()
+    for seq in (1, 2, 5, 6, 10):
+        state.ingest("heartbeat", {"v": 1, "run": "r1", "seq": seq, "ts": 0.0})
+    assert state.health()["seq_gaps"] == 5
+
+
+def test_malformed_frames_are_counted_with_reason_and_never_raise() -> None:
+    state = MonitorState()
+    bad = [None, [], {"run": "x"}, {"run": 3, "seq": 1}, {"run": "x", "seq": "1"},
+           {"run": "x", "seq": 1, "iteration": "many"}]
+    for payload in bad:
+        assert state.ingest("status", payload) is None
+    health = state.health()
+    assert health["malformed"] == len(bad)
+    assert any("iteration" in r for r in health["malformed_reasons"])
+    assert state.runs == {} or state.status()["iteration"] == 0
+
+
+def test_trainer_goes_offline_after_three_silent_seconds_and_comes_back() -> None:
+    clock = Clock()
+    state = MonitorState(clock=clock)
+    first = state.ingest("status", status(1, 1))
+    assert first is not None and first.needs_sync
+    assert state.status()["trainer_online"] is True
+    clock.now += 3.5
+    assert state.status()["trainer_online"] is False
+    assert state.online_changes() == [("r1", False)]
+    back = state.ingest("heartbeat", {"v": 1, "run": "r1", "seq": 2, "ts": 0.0})
+    assert back is not None and back.needs_sync
+    assert state.status()["trainer_online"] is True
+
+
+def test_new_trainer_process_with_reset_sequence_asks_for_a_resync() -> None:
+    state = MonitorState()
+    state.ingest("status", status(50, 50))
+    again = state.ingest("status", status(1, 51))
+    assert again is not None and again.needs_sync
+    steady = state.ingest("status", status(2, 52))
+    assert steady is not None and not steady.needs_sync
+
+
+def test_runs_are_kept_apart_and_the_latest_heard_is_current() -> None:
+    state = MonitorState()
+    state.ingest("status", status(1, 10, run="a"))
+    state.ingest("status", status(1, 20, run="b"))
+    assert state.status("a")["iteration"] == 10
+    assert state.status()["run"] == "b"
+    assert {r["run"] for r in state.runs_summary()} == {"a", "b"}
+
+
+def test_non_finite_numbers_become_null_so_json_never_breaks() -> None:
+    state = MonitorState()
+    state.ingest("status", status(1, 1, total_loss=math.nan, gpu_memory=math.inf))
+    got = state.status()
+    assert got["total_loss"] is None and got["gpu_memory"] is None
+
+
+def test_validation_keeps_latest_metrics_and_a_real_image_only() -> None:
+    state = MonitorState()
+    png = b"\x89PNG\r\n\x1a\n" + b"0" * 20
+    state.ingest("validation", {"v": 1, "run": "r", "seq": 1, "ts": 0.0, "iteration": 5,
+                                "psnr": 30.0, "image": png})
+    state.ingest("validation", {"v": 1, "run": "r", "seq": 2, "ts": 0.0, "iteration": 6,
+                                "psnr": 31.0, "image": b"<script>"})
+    run = state.run("r")
+    assert run is not None and run.image == png and run.image_type == "image/png"
+    assert run.validation is not None and run.validation["psnr"] == 31.0
+    assert "image" not in run.validation
+
+
+def test_trainer_history_replaces_ours_but_keeps_newer_points() -> None:
+    state = MonitorState()
+    state.ingest("status", status(1, 100))
+    run = state.run("r1")
+    assert run is not None
+    run.replace_history([{"iteration": i, "total_loss": 1.0} for i in range(0, 100, 10)], None)
+    assert [p["iteration"] for p in run.history.points()] == [*range(0, 100, 10), 100]
