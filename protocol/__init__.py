@@ -1,1 +1,64 @@
-"""protocol package."""
+"""Wire protocol v1 between the trainer and its viewers: ZeroMQ PUB/SUB telemetry and
+REQ/REP commands, msgpack payloads checked against declarative schemas, optional CURVE.
+The format is written down in docs/protocol.md. Never imports torch, trainer, monitor or ckpt.
+"""
+
+from __future__ import annotations
+
+from protocol.codec import (
+    ProtocolError,
+    check_fields,
+    decode_message,
+    decode_reply,
+    decode_request,
+    encode_message,
+    encode_reply,
+    encode_request,
+)
+from protocol.commands import Command, CommandClient, CommandServer, CommandTimeout
+from protocol.pubsub import Publisher, Subscriber
+from protocol.schemas import (
+    ACTION_COMMANDS,
+    COMMANDS,
+    MAX_FRAME_BYTES,
+    PROTOCOL_VERSION,
+    QUERY_COMMANDS,
+    TOPICS,
+)
+from protocol.security import (
+    SecurityConfig,
+    SecurityError,
+    check_bind_allowed,
+    generate_keys,
+    requires_security,
+)
+from protocol.sockets import EndpointError
+
+__all__ = [
+    "ACTION_COMMANDS",
+    "COMMANDS",
+    "MAX_FRAME_BYTES",
+    "PROTOCOL_VERSION",
+    "QUERY_COMMANDS",
+    "TOPICS",
+    "Command",
+    "CommandClient",
+    "CommandServer",
+    "CommandTimeout",
+    "EndpointError",
+    "ProtocolError",
+    "Publisher",
+    "SecurityConfig",
+    "SecurityError",
+    "Subscriber",
+    "check_bind_allowed",
+    "check_fields",
+    "decode_message",
+    "decode_reply",
+    "decode_request",
+    "encode_message",
+    "encode_reply",
+    "encode_request",
+    "generate_keys",
+    "requires_security",
+]

@@ -1,0 +1,248 @@
+"""Encode and decode wire protocol v1 messages, requests and replies (msgpack, no pickle).
+
+Everything that arrives from a socket goes through a `decode_*` function, which
+returns a checked value or raises `ProtocolError` (a `ValueError`) whose message
+says what is wrong. Frames over `MAX_FRAME_BYTES` are refused before unpacking;
+msgpack's own length limits and a nesting bound cap the work a hostile frame
+can cause. The format is documented in docs/protocol.md.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import msgpack
+
+from protocol.schemas import (
+    COMMANDS,
+    ENVELOPE,
+    MAX_ARRAY_LEN,
+    MAX_DEPTH,
+    MAX_FRAME_BYTES,
+    MAX_MAP_LEN,
+    MAX_TOPIC_BYTES,
+    PROTOCOL_VERSION,
+    REPLY,
+    REQUEST,
+    TOPICS,
+    Any_,
+    Field,
+    Schema,
+)
+
+_TOPIC_RE = re.compile(r"[A-Za-z0-9_.:/-]+")
+_PLAIN = (type(None), bool, int, float, str, bytes, list, dict)
+_TYPE_NAMES = {type(None): "nil", dict: "map", list: "list", bytes: "bytes", str: "str",
+               bool: "bool", int: "int", float: "float"}
+
+
+class ProtocolError(ValueError):
+    """A frame, message, request or reply that does not follow wire protocol v1."""
+
+
+# ---- encoding -------------------------------------------------------------------------------
+
+def encode_message(topic: str, payload: dict[str, Any]) -> list[bytes]:
+    """Two PUB frames `[topic, msgpack payload]`; the payload must carry the envelope."""
+    topic_bytes = _check_topic(topic).encode("ascii")
+    _check_payload(topic, payload)
+    return [topic_bytes, _pack(payload, f"'{topic}' message")]
+
+
+def encode_request(command: str, args: dict[str, Any] | None = None) -> bytes:
+    request: dict[str, Any] = {"v": PROTOCOL_VERSION, "command": command}
+    if args is not None:
+        request["args"] = args
+    _check_request(request)
+    return _pack(request, f"'{command}' request")
+
+
+def encode_reply(ok: bool, **fields: Any) -> bytes:
+    """A reply map `{"v": 1, "ok": ok, **fields}`; `error=` is required when not ok."""
+    if "v" in fields or "ok" in fields:
+        raise ProtocolError("reply fields 'v' and 'ok' are set by encode_reply")
+    reply = {"v": PROTOCOL_VERSION, "ok": ok, **fields}
+    _check_reply(reply)
+    return _pack(reply, "reply")
+
+
+# ---- decoding -------------------------------------------------------------------------------
+
+def decode_message(frames: list[bytes]) -> tuple[str, dict[str, Any]]:
+    """`[topic, payload]` -> (topic, payload). Unknown topics get the envelope check only."""
+    if not isinstance(frames, (list, tuple)) or len(frames) != 2:
+        count = len(frames) if isinstance(frames, (list, tuple)) else type(frames).__name__
+        raise ProtocolError(f"a message has 2 frames [topic, payload], got {count}")
+    raw_topic = _as_bytes(frames[0], "topic frame")
+    if len(raw_topic) > MAX_TOPIC_BYTES:
+        raise ProtocolError(f"topic frame is {len(raw_topic)} bytes, the limit is {MAX_TOPIC_BYTES}")
+    try:
+        topic = raw_topic.decode("ascii")
+    except UnicodeDecodeError:
+        raise ProtocolError(f"topic {raw_topic[:20]!r} is not ASCII") from None
+    _check_topic(topic)
+    payload = _unpack(frames[1], f"'{topic}' payload")
+    _check_payload(topic, payload)
+    return topic, payload
+
+
+def decode_request(data: bytes) -> tuple[str, dict[str, Any]]:
+    """A request frame -> (command, args). Args of known commands are checked;
+    whether a command is served at all is the server's decision."""
+    request = _unpack(data, "request")
+    _check_request(request)
+    return request["command"], request.get("args", {})
+
+
+def decode_reply(data: bytes) -> dict[str, Any]:
+    reply = _unpack(data, "reply")
+    _check_reply(reply)
+    return reply
+
+
+# ---- checks ---------------------------------------------------------------------------------
+
+def check_fields(obj: dict[str, Any], schema: Schema, what: str) -> None:
+    """Raise ProtocolError unless `obj` has every required field of `schema` with an allowed type."""
+    for name, field in schema.items():
+        if name not in obj:
+            if field.required:
+                raise ProtocolError(f"{what}: required field '{name}' is missing")
+            continue
+        _check_value(obj[name], field, f"{what}: field '{name}'")
+
+
+def _check_value(value: Any, field: Field, where: str) -> None:
+    if not _type_ok(value, field.types):
+        raise ProtocolError(f"{where} must be {_names(field.types)}, got {_name(type(value))} {_short(value)}")
+    if field.choices and value not in field.choices:
+        raise ProtocolError(f"{where} must be one of {', '.join(field.choices)}, got {_short(value)}")
+    if field.pattern and isinstance(value, str) and not re.fullmatch(field.pattern, value):
+        raise ProtocolError(f"{where} must match {field.pattern}, got {_short(value)}")
+
+
+def _type_ok(value: Any, types: tuple[type, ...]) -> bool:
+    if Any_ in types:
+        return True
+    if isinstance(value, bool):  # bool is an int subclass; never accept it as a number
+        return bool in types
+    return isinstance(value, types)
+
+
+def _check_version(obj: dict[str, Any], what: str) -> None:
+    if "v" not in obj:
+        raise ProtocolError(f"{what}: required field 'v' (protocol version) is missing")
+    version = obj["v"]
+    if version != PROTOCOL_VERSION or isinstance(version, bool):
+        raise ProtocolError(f"{what}: unsupported protocol version {_short(version)}; "
+                            f"this side speaks v{PROTOCOL_VERSION}")
+
+
+def _check_payload(topic: str, payload: Any) -> None:
+    what = f"'{topic}' message"
+    if not isinstance(payload, dict):
+        raise ProtocolError(f"{what}: payload must be a map, got {_name(type(payload))}")
+    _check_version(payload, what)
+    check_fields(payload, ENVELOPE, what)
+    check_fields(payload, TOPICS.get(topic, {}), what)
+
+
+def _check_request(request: Any) -> None:
+    if not isinstance(request, dict):
+        raise ProtocolError(f"request must be a map, got {_name(type(request))}")
+    _check_version(request, "request")
+    check_fields(request, REQUEST, "request")
+    command = request["command"]
+    check_fields(request.get("args", {}), COMMANDS.get(command, {}), f"'{command}' args")
+
+
+def _check_reply(reply: Any) -> None:
+    if not isinstance(reply, dict):
+        raise ProtocolError(f"reply must be a map, got {_name(type(reply))}")
+    _check_version(reply, "reply")
+    check_fields(reply, REPLY, "reply")
+    if not reply["ok"] and "error" not in reply:
+        raise ProtocolError("reply: ok is false but field 'error' is missing")
+
+
+def _check_topic(topic: Any) -> str:
+    if not isinstance(topic, str) or len(topic) > MAX_TOPIC_BYTES or not _TOPIC_RE.fullmatch(topic):
+        raise ProtocolError(f"topic must be 1-{MAX_TOPIC_BYTES} ASCII letters, digits or _.:/-, "
+                            f"got {_short(topic)}")
+    return topic
+
+
+def _check_plain(value: Any, what: str) -> None:
+    """Only plain msgpack values, str map keys, and at most MAX_DEPTH levels of nesting."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if not isinstance(item, _PLAIN):
+            raise ProtocolError(f"{what}: {_name(type(item))} is not a plain msgpack value")
+        if isinstance(item, (list, dict)):
+            if depth >= MAX_DEPTH:
+                raise ProtocolError(f"{what}: nested deeper than {MAX_DEPTH} levels")
+            if isinstance(item, dict):
+                bad = next((k for k in item if not isinstance(k, str)), None)
+                if bad is not None:
+                    raise ProtocolError(f"{what}: map key {_short(bad)} is not a str")
+                stack.extend((v, depth + 1) for v in item.values())
+            else:
+                stack.extend((v, depth + 1) for v in item)
+
+
+# ---- msgpack --------------------------------------------------------------------------------
+
+def _pack(obj: dict[str, Any], what: str) -> bytes:
+    _check_plain(obj, what)
+    try:
+        data = msgpack.packb(obj, use_bin_type=True)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ProtocolError(f"{what}: cannot encode: {exc}") from None
+    if len(data) > MAX_FRAME_BYTES:
+        raise ProtocolError(f"{what} is {len(data)} bytes, the limit is {MAX_FRAME_BYTES}")
+    return data
+
+
+def _unpack(data: Any, what: str) -> Any:
+    data = _as_bytes(data, what)
+    if len(data) > MAX_FRAME_BYTES:
+        raise ProtocolError(f"{what} is {len(data)} bytes, the limit is {MAX_FRAME_BYTES}")
+    if not data:
+        raise ProtocolError(f"{what} is empty")
+    try:
+        value = msgpack.unpackb(
+            data, raw=False, strict_map_key=True, use_list=True,
+            max_bin_len=MAX_FRAME_BYTES, max_str_len=MAX_FRAME_BYTES,
+            max_array_len=MAX_ARRAY_LEN, max_map_len=MAX_MAP_LEN, max_ext_len=0,
+        )
+    except Exception as exc:  # msgpack raises ValueError subclasses, UnicodeDecodeError, ...
+        reason = str(exc) or type(exc).__name__
+        raise ProtocolError(f"{what} is not valid msgpack: {reason}") from None
+    _check_plain(value, what)
+    return value
+
+
+def _as_bytes(data: Any, what: str) -> bytes:
+    if isinstance(data, bytes):
+        return data
+    if isinstance(data, (bytearray, memoryview)):
+        return bytes(data)
+    raise ProtocolError(f"{what} must be bytes, got {_name(type(data))}")
+
+
+def _name(kind: type) -> str:
+    return _TYPE_NAMES.get(kind, kind.__name__)
+
+
+def _names(types: tuple[type, ...]) -> str:
+    if Any_ in types:
+        return "any value"
+    shown = [t for t in types if not (t is int and float in types)]  # int passes as float
+    return " or ".join(_name(t) for t in shown)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
