@@ -1,0 +1,100 @@
+"""Data-parallel training under `torchrun` (gloo on CPU, NCCL on CUDA).
+
+Rank 0 publishes, saves and serves commands. At the top of every iteration
+`sync_actions` hands rank 0's drained action list (and any rank's local stop
+request, e.g. a signal) to every rank, so all ranks pause, validate, save and
+stop at the same iteration.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def env_info() -> DistInfo:
+    """What torchrun put in the environment (a single process when nothing is set)."""
+    return DistInfo(rank=int(os.environ.get("RANK", 0)), world_size=int(os.environ.get("WORLD_SIZE", 1)),
+                    local_rank=int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def init_distributed(device: torch.device) -> DistInfo:
+    info = env_info()
+    if not info.enabled or dist.is_initialized():
+        return info
+    if device.type == "cuda":
+        torch.cuda.set_device(info.local_rank)
+    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return info
+
+
+def local_device(device: torch.device, info: DistInfo) -> torch.device:
+    """One GPU per process: rank-local CUDA index under torchrun."""
+    if device.type == "cuda" and info.enabled:
+        return torch.device("cuda", info.local_rank)
+    return device
+
+
+def wrap_model(model: torch.nn.Module, info: DistInfo, device: torch.device) -> torch.nn.Module:
+    if not info.enabled:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=ids)
+
+
+def sync_actions(actions: list[Any], local_stop: bool, info: DistInfo) -> tuple[list[Any], bool]:
+    """Rank 0's actions and whether any rank wants to stop, identical on every rank."""
+    if not info.enabled:
+        return actions, local_stop
+    gathered: list[Any] = [None] * info.world_size
+    dist.all_gather_object(gathered, (actions if info.is_main else [], bool(local_stop)))
+    return list(gathered[0][0]), any(stop for _, stop in gathered)
+
+
+def broadcast_object(obj: Any, info: DistInfo) -> Any:
+    """Rank 0's value of `obj` on every rank."""
+    if not info.enabled:
+        return obj
+    box = [obj if info.is_main else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def barrier(info: DistInfo) -> None:
+    if info.enabled:
+        dist.barrier()
+
+
+def cleanup(info: DistInfo) -> None:
+    if info.enabled and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def shard(indices: list[int], info: DistInfo) -> list[int]:
+    """This rank's share of a global order, DistributedSampler style (padded to equal length)."""
+    if not info.enabled or not indices:
+        return indices
+    per_rank = -(-len(indices) // info.world_size)
+    padded = indices + indices[: per_rank * info.world_size - len(indices)]
+    return padded[info.rank :: info.world_size]
