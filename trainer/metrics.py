@@ -1,0 +1,91 @@
+"""PSNR, SSIM and the original's quality score, on RGB batches [N, 3, H, W] in [0, 1].
+
+Both metrics are computed per image in float64 and averaged over the N images.
+Identical images have infinite PSNR; it is capped at PSNR_CAP (100 dB) so means stay finite.
+SSIM is Wang et al. 2004 as scikit-image computes it with gaussian_weights=True, sigma=1.5,
+use_sample_covariance=False, data_range=1: an 11x11 Gaussian window, K1 0.01, K2 0.03,
+'valid' filtering (no padded border), mean over pixels and channels.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["PSNR_CAP", "psnr", "ssim", "quality", "psnr_per_image", "ssim_per_image"]
+
+PSNR_CAP = 100.0
+_WIN, _SIGMA, _K1, _K2 = 11, 1.5, 0.01, 0.03
+
+
+def _prepare(a: Tensor, b: Tensor, crop_border: int) -> tuple[Tensor, Tensor]:
+    if a.shape != b.shape:
+        raise ValueError(f"images differ in shape: {list(a.shape)} vs {list(b.shape)}")
+    if a.dim() == 3:
+        a, b = a.unsqueeze(0), b.unsqueeze(0)
+    if a.dim() != 4:
+        raise ValueError(f"expected images [N, C, H, W], got {list(a.shape)}")
+    if crop_border < 0:
+        raise ValueError(f"crop_border must be >= 0, got {crop_border}")
+    if crop_border:
+        a = a[..., crop_border:-crop_border, crop_border:-crop_border]
+        b = b[..., crop_border:-crop_border, crop_border:-crop_border]
+        if a.numel() == 0:
+            raise ValueError(f"crop_border={crop_border} leaves no pixels")
+    return a.detach().to(torch.float64), b.detach().to(torch.float64)
+
+
+def psnr_per_image(a: Tensor, b: Tensor, *, crop_border: int = 0) -> Tensor:
+    """PSNR in dB of each image pair, shape [N], on the inputs' device (no host sync)."""
+    a, b = _prepare(a, b, crop_border)
+    mse = (a - b).pow(2).flatten(1).mean(1)
+    return (10 * torch.log10(1.0 / mse)).clamp(max=PSNR_CAP)
+
+
+def _gaussian_window(device: torch.device) -> Tensor:
+    x = torch.arange(_WIN, dtype=torch.float64, device=device) - _WIN // 2
+    g = torch.exp(-(x**2) / (2 * _SIGMA**2))
+    return g / g.sum()
+
+
+def _filter(x: Tensor, g: Tensor) -> Tensor:
+    """Separable Gaussian filter, 'valid' region only, applied per channel."""
+    c = x.shape[1]
+    x = F.conv2d(x, g.view(1, 1, 1, -1).expand(c, 1, 1, _WIN), groups=c)
+    return F.conv2d(x, g.view(1, 1, -1, 1).expand(c, 1, _WIN, 1), groups=c)
+
+
+def ssim_per_image(a: Tensor, b: Tensor, *, crop_border: int = 0) -> Tensor:
+    """SSIM of each image pair, shape [N] (mean over channels and pixels)."""
+    a, b = _prepare(a, b, crop_border)
+    if min(a.shape[-2:]) < _WIN:
+        raise ValueError(f"SSIM needs images of at least {_WIN}x{_WIN} pixels, got {list(a.shape[-2:])}")
+    g = _gaussian_window(a.device)
+    mu_a, mu_b = _filter(a, g), _filter(b, g)
+    var_a = _filter(a * a, g) - mu_a**2
+    var_b = _filter(b * b, g) - mu_b**2
+    cov = _filter(a * b, g) - mu_a * mu_b
+    c1, c2 = _K1**2, _K2**2
+    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+    return s.flatten(1).mean(1)
+
+
+def psnr(a: Tensor, b: Tensor, *, crop_border: int = 0) -> float:
+    """Mean PSNR (dB) over the batch; identical images count as PSNR_CAP."""
+    return float(psnr_per_image(a, b, crop_border=crop_border).mean())
+
+
+def ssim(a: Tensor, b: Tensor, *, crop_border: int = 0) -> float:
+    """Mean Gaussian-window SSIM over the batch."""
+    return float(ssim_per_image(a, b, crop_border=crop_border).mean())
+
+
+def quality(psnr_db: float, ssim_value: float) -> float:
+    """The original's score in [0, 1]: 0.7 * clamp((PSNR - 20) / 30) + 0.3 * SSIM, clamped."""
+    if math.isnan(psnr_db) or math.isnan(ssim_value):
+        return float("nan")
+    p = min(max((psnr_db - 20.0) / 30.0, 0.0), 1.0)
+    return min(max(0.7 * p + 0.3 * ssim_value, 0.0), 1.0)
