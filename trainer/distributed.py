@@ -8,12 +8,15 @@ stop at the same iteration.
 
 from __future__ import annotations
 
+import itertools
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch.utils.data import Sampler
 
 
 @dataclass(frozen=True)
@@ -91,10 +94,19 @@ def cleanup(info: DistInfo) -> None:
         dist.destroy_process_group()
 
 
-def shard(indices: list[int], info: DistInfo) -> list[int]:
-    """This rank's share of a global order, DistributedSampler style (padded to equal length)."""
-    if not info.enabled or not indices:
-        return indices
-    per_rank = -(-len(indices) // info.world_size)
-    padded = indices + indices[: per_rank * info.world_size - len(indices)]
-    return padded[info.rank :: info.world_size]
+class ShardedSampler(Sampler):
+    """This rank's share of an infinite, resumable sampler's stream: keys rank, rank+W, rank+2W, ...
+
+    The base sampler's position counts global samples, so the loop advances it by
+    `batch * world_size` per consumed batch; every rank then resumes in step.
+    """
+
+    def __init__(self, base: Any, info: DistInfo) -> None:
+        self.base = base
+        self.info = info
+
+    def __iter__(self) -> Iterator[Any]:
+        return itertools.islice(iter(self.base), self.info.rank, None, self.info.world_size)
+
+    def __len__(self) -> int:
+        return -(-len(self.base) // self.info.world_size)

@@ -1,0 +1,232 @@
+"""The training loop, top to bottom: commands, LR, forward/backward, clip, step, log, validate, save.
+
+`Trainer(cfg, opts)` builds a run (trainer.parts), `run()` trains
+until max_iters, a stop command, Q, SIGINT/SIGTERM or an exception; every way out
+leaves a checkpoint with the real step behind it.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import ckpt
+from trainer.config import Config
+from trainer.control import Action, with_setting
+from trainer.distributed import sync_actions
+from trainer.parts import RunParts, build_run
+from trainer.snapshot import capture_rng, capture_state, restore_rng, unwrap
+
+
+@dataclass
+class RunOptions:
+    """What the command line adds to the config: where, how to resume, which sockets."""
+
+    run_dir: Path = Path("runs/default")
+    resume: str = "ask"
+    pub: str | None = "tcp://127.0.0.1:5555"
+    rep: str | None = "tcp://127.0.0.1:5556"
+    keys: str | None = None
+    insecure: bool = False
+    interactive: bool | None = None  # None: ask when stdin is a TTY
+    console: bool = True
+
+
+class Trainer:
+    def __init__(self, cfg: Config, opts: RunOptions) -> None:
+        self.cfg = cfg
+        self.opts = opts
+        self.p: RunParts = build_run(cfg, opts, get_cfg=lambda: self.cfg)
+        self.step = self.p.start_step
+        self.paused = False
+        self._signal: int | None = None
+
+    # ---- the loop -------------------------------------------------------------
+    def run(self) -> int:
+        p, tel = self.p, self.p.telemetry
+        self._install_signal_handlers()
+        tel.event("started", f"Training from step {self.step} to {self.cfg.train.max_iters} on {p.device}",
+                  step=self.step, device=str(p.device), world_size=p.dist.world_size)
+        tel.set_state("training")
+        try:
+            while self.step < self.cfg.train.max_iters:
+                # commands from the network, the keyboard and signals (same on every rank)
+                if self._handle_commands():
+                    return self._stop()
+                # learning rate for this step (a pure function of the step)
+                lr = p.lr_at(self.step, self.cfg.optim)
+                for group in p.optimizer.param_groups:
+                    group["lr"] = lr
+                # forward/backward with gradient accumulation, then clip and step
+                loss, parts = self._train_step()
+                self.step += 1
+                p.batches.mark_step()
+                # log (the loss tensor is read only when a status goes out)
+                tel.step(self.step, loss, lr, epoch=p.batches.epoch, **parts)
+                p.console.progress(self.step, tel.latest_status())
+                # validate and checkpoint on schedule
+                if self.step % self.cfg.train.val_every == 0 or self.step == self.cfg.train.max_iters:
+                    self.validate()
+                if self.step % self.cfg.train.save_every == 0 or self.step == self.cfg.train.max_iters:
+                    self.save("regular")
+            tel.event("finished", f"Reached max_iters={self.cfg.train.max_iters}", step=self.step)
+            return 0
+        except Exception as exc:
+            tel.event("error", f"Training failed at step {self.step}: {type(exc).__name__}: {exc}",
+                      step=self.step)
+            self.save("emergency", sync=True)
+            raise
+        finally:
+            self.close()
+
+    def _train_step(self) -> tuple[torch.Tensor, dict[str, Any]]:
+        p, accum = self.p, self.cfg.train.accum_steps
+        total = torch.zeros((), device=p.device)
+        for micro in range(accum):
+            batch = p.batches.next()
+            frames = batch["lr"].to(p.device, non_blocking=True)  # (B, T, 3, h, w)
+            target = batch["gt"].to(p.device, non_blocking=True)  # (B, 3, H, W) or (B, T, 3, H, W)
+            with p.no_sync(micro < accum - 1), p.autocast():
+                pred = p.model(frames)
+                loss = p.loss_fn(pred, target) / accum
+            p.scaler.scale(loss).backward()
+            total += loss.detach()
+        p.scaler.unscale_(p.optimizer)
+        grad_norm = p.clip(p.model.parameters())
+        p.scaler.step(p.optimizer)
+        p.scaler.update()
+        p.optimizer.zero_grad(set_to_none=True)
+        p.after_step(self.step + 1, pred.detach(), target)
+        return total, {"grad_norm": grad_norm}
+
+    # ---- commands -------------------------------------------------------------
+    def _handle_commands(self) -> bool:
+        """Run queued actions; True when training must stop now."""
+        actions, stop = sync_actions([a.to_wire() for a in self.p.controller.drain()],
+                                     self._signal is not None, self.p.dist)
+        for name, args, source in actions:
+            if self._apply(Action(name, args, source)):
+                return True
+            if self.paused and self._wait_while_paused():
+                return True
+        return stop
+
+    def _apply(self, action: Action) -> bool:
+        name, tel = action.name, self.p.telemetry
+        if name == "toggle_pause":
+            name = "resume" if self.paused else "pause"
+        if name == "stop":
+            self._stop_reason = f"stop requested ({action.source})"
+            return True
+        if name == "validate":
+            self.validate()
+        elif name == "save":
+            self.save("regular")
+        elif name == "pause" and not self.paused:
+            self.paused = True
+            tel.set_state("paused")
+            tel.event("paused", f"Paused at step {self.step} ({action.source})", step=self.step)
+        elif name == "resume" and self.paused:
+            self.paused = False
+            tel.set_state("training")
+            tel.event("resumed", f"Resumed at step {self.step} ({action.source})", step=self.step)
+        elif name == "set":
+            self._set(action.args)
+        return False
+
+    def _wait_while_paused(self) -> bool:
+        while self.paused:
+            time.sleep(0.05)
+            if self._handle_commands():
+                return True
+        return False
+
+    def _set(self, args: dict[str, Any]) -> None:
+        try:
+            self.cfg = with_setting(self.cfg, str(args["key"]), args["value"])
+        except (KeyError, ValueError) as exc:
+            self.p.telemetry.event("error", f"set rejected: {exc}", args=args)
+            return
+        self.p.on_config_change(self.cfg)
+        self.p.telemetry.event("set", f"Set {args['key']} = {args['value']!r}", key=args["key"],
+                               value=args["value"])
+
+    def _stop(self) -> int:
+        """Stop command, Q or a signal: checkpoint, then leave (0, or 128+signal)."""
+        tel = self.p.telemetry
+        reason = getattr(self, "_stop_reason", None) or f"signal {self._signal_name()}"
+        tel.set_state("stopping")
+        tel.event("stopping", f"Stopping at step {self.step}: {reason}", step=self.step)
+        if self._signal is not None:
+            self.save("emergency", sync=True)
+            return 128 + self._signal
+        self.save("regular", sync=True)
+        return 0
+
+    # ---- validation and checkpoints --------------------------------------------------
+    def validate(self) -> dict[str, Any] | None:
+        p, tel = self.p, self.p.telemetry
+        if not p.dist.is_main:
+            return None
+        tel.set_state("validating")
+        tel.event("validation_started", f"Validating at step {self.step}", step=self.step)
+        rng = capture_rng()  # validation never changes the training's random streams
+        try:
+            metrics, image = p.run_validation(self.step)
+        finally:
+            restore_rng(rng)
+            unwrap(p.model).train()
+        tel.validation(self.step, metrics, image)
+        improved = p.best_score is None or metrics["quality"] > p.best_score
+        if improved:
+            p.best_score = tel.best_score = metrics["quality"]
+        p.last_metrics = metrics
+        tel.event("validation_finished", f"Validation at step {self.step}: quality "
+                  f"{metrics['quality']:.2%} (PSNR {metrics['psnr']:.2f} dB)", step=self.step, **metrics)
+        tel.set_state("paused" if self.paused else "training")
+        if improved:
+            self.save("best")
+        return metrics
+
+    def save(self, kind: str, *, sync: bool = False) -> Path | None:
+        p = self.p
+        if not p.dist.is_main:
+            return None
+        path = p.run_dir / ckpt.checkpoint_name(self.step, None if kind == "regular" else kind)
+        state = capture_state(step=self.step, epoch=p.batches.epoch, kind=kind, model=p.model,
+                              optimizer=p.optimizer, extra=p.extra_state())
+        if sync:
+            p.writer.save_now(path, state)
+        else:
+            p.writer.submit(path, state)
+        return path
+
+    # ---- signals and shutdown -----------------------------------------------
+    def _install_signal_handlers(self) -> None:
+        def handler(signum: int, _frame: Any) -> None:
+            first = self._signal is None
+            self._signal = signum
+            message = ("stopping after this step; saving an emergency checkpoint..." if first
+                       else "still stopping; the checkpoint is being written, please wait")
+            self.p.console.info(f"\n{signal.Signals(signum).name}: {message}")
+
+        self._old_handlers = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def _signal_name(self) -> str:
+        return signal.Signals(self._signal).name if self._signal else "?"
+
+    def close(self) -> None:
+        self.p.telemetry.set_state("stopped")
+        self.p.close()
+        for sig, old in getattr(self, "_old_handlers", {}).items():
+            signal.signal(sig, old)
+
+
+def train(cfg: Config, opts: RunOptions) -> int:
+    """Build a run and train it; the process exit code."""
+    return Trainer(cfg, opts).run()

@@ -1,0 +1,289 @@
+"""The parts of one training run, built from the config: device, model, data, optimiser,
+loss, clipping, telemetry, command server, checkpoint writer; and the resume that fills them.
+
+`trainer.loop` drives these parts; this module only assembles and adapts them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+import ckpt
+import protocol
+from trainer import adaptive, data, losses, models, schedule, validation
+from trainer.config import Config
+from trainer.console import Console, choose_checkpoint, is_tty
+from trainer.control import ACTIONS, Controller, KeyReader, validate_set_args
+from trainer.distributed import DistInfo, ShardedSampler, init_distributed, local_device, wrap_model
+from trainer.runlog import RunLog
+from trainer.snapshot import BackgroundWriter, restore_state, unwrap
+from trainer.telemetry import Telemetry
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was asked for, but CUDA is not available on this machine")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
+    """None (full precision), bf16 or fp16 (the latter with a GradScaler)."""
+    if device.type != "cuda" or mode == "off":
+        return None
+    if mode == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}[mode]
+
+
+class BatchStream:
+    """Endless batches in the resumable sampler's order; `mark_step` commits what an iteration used."""
+
+    def __init__(self, dataset: Any, cfg: Config, dist: DistInfo) -> None:
+        self.sampler = data.ResumableRandomSampler(len(dataset), seed=cfg.train.seed)
+        self.dataset, self.cfg, self.dist = dataset, cfg, dist
+        self._iter: Iterator[Any] | None = None
+        self._pending = 0
+
+    @property
+    def epoch(self) -> int:
+        return self.sampler.epoch
+
+    def _loader(self) -> Iterator[Any]:
+        sampler = ShardedSampler(self.sampler, self.dist) if self.dist.enabled else self.sampler
+        workers = self.cfg.data.num_workers
+        loader = DataLoader(self.dataset, batch_size=self.cfg.train.batch_size, sampler=sampler,
+                            num_workers=workers, pin_memory=torch.cuda.is_available(),
+                            persistent_workers=False, generator=torch.Generator(),
+                            prefetch_factor=2 if workers else None)
+        return iter(loader)
+
+    def next(self) -> dict[str, Any]:
+        if self._iter is None:
+            self._iter = self._loader()
+        self._pending += self.cfg.train.batch_size * self.dist.world_size
+        return next(self._iter)
+
+    def mark_step(self) -> None:
+        self.sampler.advance(self._pending)
+        self._pending = 0
+
+    def state_dict(self) -> dict[str, int]:
+        return self.sampler.state_dict()
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.sampler.load_state_dict(state)
+        self._iter, self._pending = None, 0
+
+
+class RunParts:
+    """Everything the loop touches, built once; `close()` releases it in reverse order."""
+
+    def __init__(self, cfg: Config, opts: Any, get_cfg: Callable[[], Config]) -> None:
+        self.get_cfg = get_cfg
+        self.run_dir = Path(opts.run_dir)
+        self.device = pick_device(cfg.train.device)
+        self.dist = init_distributed(self.device)
+        self.device = local_device(self.device, self.dist)
+        torch.manual_seed(cfg.train.seed)
+        self.start_step, self.best_score, self.last_metrics = 0, None, {}
+        self._closers: list[Callable[[], None]] = []
+        self._build_reporting(cfg, opts)
+        self._build_training(cfg)
+        entry = self._choose_resume(opts)
+        if entry is not None:
+            self._resume(Path(entry["path"]))
+        self.model = wrap_model(self.model, self.dist, self.device)
+
+    # ---- building ---------------------------------------------------------------
+    def _build_reporting(self, cfg: Config, opts: Any) -> None:
+        main = self.dist.is_main
+        self.console = Console(total=cfg.train.max_iters, log_every_s=cfg.telemetry.log_every_s,
+                               enabled=main and opts.console)
+        self.runlog = RunLog(self.run_dir, tensorboard=cfg.telemetry.tensorboard) if main else None
+        publisher = server = keys = None
+        if main:
+            security = protocol.SecurityConfig.from_keys_dir(opts.keys) if opts.keys else None
+            run_name = f"{self.run_dir.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+            for endpoint in (opts.pub, opts.rep):
+                if endpoint:
+                    protocol.check_bind_allowed(endpoint, security, opts.insecure)
+            if opts.pub:
+                publisher = protocol.Publisher(opts.pub, run_name, security=security)
+            if opts.rep:
+                server = protocol.CommandServer(
+                    opts.rep, queries=self._queries(), actions=ACTIONS, security=security,
+                    validators={"set": validate_set_args(self.get_cfg)})
+            if opts.console and KeyReader.available():
+                keys = KeyReader()
+        self.publisher = publisher
+        self.telemetry = Telemetry(publisher, cfg.telemetry, max_iters=cfg.train.max_iters,
+                                   runlog=self.runlog, echo=self.console.info)
+        self.telemetry.start()
+        self.controller = Controller(server, keys)
+        if server is not None:
+            server.start()
+        if keys is not None:
+            keys.start()
+            self.console.info("Keys: [P] pause/resume  [V] validate  [C] checkpoint  [Q] save and quit")
+        self.writer = BackgroundWriter(on_saved=self._on_saved, on_error=self._on_save_error)
+
+    def _build_training(self, cfg: Config) -> None:
+        self.telemetry.event("loading", f"Loading data ({cfg.data.root or 'embedded sample set'})")
+        train_ds, val_ds = data.build_datasets(cfg.data)
+        self.batches = BatchStream(train_ds, cfg, self.dist)
+        self.val_loader = DataLoader(val_ds, batch_size=1, shuffle=False, num_workers=0)
+        self.model_name, self.model_kwargs = cfg.model.name, cfg.model.kwargs()
+        self.model = models.build(self.model_name, **self.model_kwargs).to(self.device)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.optim.lr_max,
+                                           weight_decay=cfg.optim.weight_decay,
+                                           betas=(cfg.optim.beta1, cfg.optim.beta2))
+        self.dtype = amp_dtype(cfg.train.amp, self.device)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
+        self.loss_fn = losses.build_loss(cfg.loss).to(self.device)
+        self.clipper = adaptive.AdaptiveClipper(start=cfg.train.clip_start, enabled=cfg.train.clip_adaptive)
+        self.adaptive = adaptive.AdaptiveLossWeights(self.loss_fn) if cfg.loss.adaptive else None
+        self.lr_at = schedule.lr_at
+
+    def _choose_resume(self, opts: Any) -> dict[str, Any] | None:
+        if not self.dist.is_main:
+            return None if not self.dist.enabled else _shared(None, self.dist)
+        interactive = is_tty() if opts.interactive is None else opts.interactive
+        entry = choose_checkpoint(self.run_dir, opts.resume, tty=interactive)
+        return _shared(entry, self.dist) if self.dist.enabled else entry
+
+    def _resume(self, path: Path) -> None:
+        state = ckpt.load_checkpoint(path)
+        restore_state(state, model=self.model, optimizer=self.optimizer)
+        if state.get("scaler_state_dict"):
+            self.scaler.load_state_dict(state["scaler_state_dict"])
+        train_state = state.get("train_state") or {}
+        self.best_score = train_state.get("best_score")
+        self.telemetry.best_score = self.best_score
+        if train_state.get("clipper"):
+            self.clipper.load_state_dict(train_state["clipper"])
+        if self.adaptive is not None and train_state.get("adaptive_loss"):
+            self.adaptive.load_state_dict(train_state["adaptive_loss"])
+        if state.get("data_state"):
+            self.batches.load_state_dict(state["data_state"])
+        self.start_step = int(state["step"])
+        self.resumed_from = path
+        self.telemetry.iteration = self.start_step
+        self.console.info(f"Resumed from {path.name} (step {self.start_step}, best quality "
+                          f"{'-' if self.best_score is None else f'{self.best_score:.2%}'})")
+
+    # ---- used by the loop ---------------------------------------------------------
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def no_sync(self, skip: bool) -> contextlib.AbstractContextManager:
+        """DDP: no gradient all-reduce for the micro-batches before the last one."""
+        if skip and hasattr(self.model, "no_sync"):
+            return self.model.no_sync()
+        return contextlib.nullcontext()
+
+    def clip(self, params: Any) -> torch.Tensor:
+        norm = torch.nn.utils.clip_grad_norm_(list(params), self.clipper.threshold)
+        self.clipper.update(norm)
+        return norm
+
+    def after_step(self, step: int, pred: torch.Tensor, target: torch.Tensor) -> None:
+        if self.adaptive is not None:
+            self.adaptive.update(step, pred, target)
+
+    def run_validation(self, step: int) -> tuple[dict[str, Any], bytes | None]:
+        cfg = self.get_cfg()
+        out_dir = self.run_dir / "validation" / f"step_{step:07d}"
+        result = validation.validate(unwrap(self.model), self.val_loader, self.device, out_dir=out_dir,
+                                     max_images=cfg.data.val_max_images)
+        metrics = {k: float(getattr(result, k)) for k in (
+            "psnr", "ssim", "quality", "baseline_psnr", "baseline_ssim", "baseline_quality")}
+        metrics["improvement"] = metrics["quality"] - metrics["baseline_quality"]
+        return metrics, getattr(result, "comparison_png", None)
+
+    def extra_state(self) -> dict[str, Any]:
+        cfg = self.get_cfg()
+        loss = self.telemetry.latest_status().get("total_loss")
+        quality = self.last_metrics.get("quality")
+        return {
+            "model_name": self.model_name, "model_kwargs": self.model_kwargs, "config": cfg.to_dict(),
+            "metrics": {"quality": quality, "loss": loss, "psnr": self.last_metrics.get("psnr"),
+                        "ssim": self.last_metrics.get("ssim"), "ki_quality": quality, "val_loss": loss},
+            "scheduler_state_dict": {"kind": "lr_at", "optim": vars(cfg.optim)},
+            "scaler_state_dict": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+            "train_state": {"best_score": self.best_score, "clipper": self.clipper.state_dict(),
+                            "adaptive_loss": self.adaptive.state_dict() if self.adaptive else None},
+            "data_state": self.batches.state_dict(),
+        }
+
+    def on_config_change(self, cfg: Config) -> None:
+        self.clipper.configure(start=cfg.train.clip_start, enabled=cfg.train.clip_adaptive)
+
+    # ---- checkpoint writer callbacks (writer thread) -------------------------------------
+    def _on_saved(self, path: Path, state: dict[str, Any]) -> None:
+        cfg = self.get_cfg()
+        protect = [getattr(self, "resumed_from", path), path]
+        removed = ckpt.prune(self.run_dir, keep_last=cfg.checkpoint.keep_last,
+                             keep_best=cfg.checkpoint.keep_best, protect=protect)
+        size_mb = round(path.stat().st_size / 1e6, 2) if path.exists() else None
+        self.telemetry.event("checkpoint_saved", f"Checkpoint saved: {path.name}", path=str(path),
+                             filename=path.name, step=state["step"], type=state["type"],
+                             size_mb=size_mb, removed=[p.name for p in removed], **{
+                                 k: v for k, v in state["metrics"].items() if k in ("quality", "loss")})
+
+    def _on_save_error(self, path: Path, exc: BaseException) -> None:
+        self.telemetry.event("error", f"Checkpoint {path.name} NOT saved: {exc}", path=str(path))
+
+    # ---- queries (command server thread) ----------------------------------------------
+    def _queries(self) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
+        def checkpoints(_args: dict[str, Any]) -> dict[str, Any]:
+            return {"checkpoints": [_json_safe(e) for e in ckpt.list_checkpoints(self.run_dir)]}
+
+        return {
+            "status": lambda _a: {"status": self.telemetry.latest_status()},
+            "history": lambda a: {"history": self.telemetry.history(a.get("limit"))},
+            "checkpoints": checkpoints,
+        }
+
+    def close(self) -> None:
+        self.writer.wait()
+        self.controller.close()
+        self.telemetry.close()
+        if self.publisher is not None:
+            self.publisher.close()
+        if self.runlog is not None:
+            self.runlog.close()
+        self.console.close()
+        sys.stdout.flush()
+
+
+def _shared(entry: dict[str, Any] | None, dist: DistInfo) -> dict[str, Any] | None:
+    from trainer.distributed import broadcast_object
+
+    return broadcast_object(entry, dist)
+
+
+def _json_safe(entry: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in entry.items():
+        if hasattr(value, "isoformat"):
+            value = value.isoformat()
+        elif isinstance(value, Path):
+            value = str(value)
+        out[key] = value
+    return out
+
+
+def build_run(cfg: Config, opts: Any, get_cfg: Callable[[], Config]) -> RunParts:
+    return RunParts(cfg, opts, get_cfg)
