@@ -23,7 +23,7 @@ STATUS_DEFAULTS: dict[str, Any] = {
     "is_paused": False,
     "max_iterations": 0,
 }
-HISTORY_FIELDS = ("iteration", "total_loss", "learn_rate", "iter_speed", "gpu_memory", "ts")
+HISTORY_FIELDS = ("iteration", "total_loss", "learn_rate", "iter_speed", "gpu_memory", "timestamp")
 VALIDATION_FIELDS = (
     "iteration", "psnr", "ssim", "quality",
     "baseline_psnr", "baseline_ssim", "baseline_quality", "ts",

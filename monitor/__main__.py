@@ -1,0 +1,64 @@
+"""`python -m monitor`: the dashboard/API process for one or more trainers."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from .config import DEFAULT_PUB, DEFAULT_REP, ConfigError, MonitorConfig, TrainerEndpoints
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m monitor", description=__doc__)
+    p.add_argument("--pub", action="append", metavar="ENDPOINT",
+                   help=f"a trainer's PUB endpoint (default {DEFAULT_PUB}); repeat with --rep "
+                        "to follow several trainers")
+    p.add_argument("--rep", action="append", metavar="ENDPOINT",
+                   help=f"the same trainer's REP endpoint (default {DEFAULT_REP})")
+    p.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=5050, help="HTTP port (default 5050)")
+    p.add_argument("--token", default=os.environ.get("VSRPP_MONITOR_TOKEN"),
+                   help="token required for actions (default $VSRPP_MONITOR_TOKEN); "
+                        "open the dashboard once as http://HOST:PORT/?token=TOKEN")
+    p.add_argument("--insecure", action="store_true",
+                   help="allow serving beyond loopback without a token")
+    p.add_argument("--keys", type=Path, help="CURVE key folder (client keys) for the trainer sockets")
+    p.add_argument("--log-level", default="warning", help="uvicorn log level (default warning)")
+    return p.parse_args(argv)
+
+
+def config_from(args: argparse.Namespace) -> MonitorConfig:
+    pubs, reps = args.pub or [DEFAULT_PUB], args.rep or [DEFAULT_REP]
+    if len(pubs) != len(reps):
+        raise ConfigError(f"give --pub and --rep in pairs: got {len(pubs)} --pub and {len(reps)} --rep")
+    trainers = [TrainerEndpoints(pub, rep) for pub, rep in zip(pubs, reps, strict=True)]
+    return MonitorConfig(trainers=trainers, host=args.host, port=args.port, token=args.token,
+                         insecure=args.insecure, keys=args.keys)
+
+
+def serve(config: MonitorConfig, log_level: str = "warning") -> None:
+    import uvicorn
+
+    from .app import create_app
+
+    shown = "localhost" if config.host in ("127.0.0.1", "::1") else config.host
+    trainers = ", ".join(f"{t.pub} / {t.rep}" for t in config.trainers)
+    print(f"Monitor: http://{shown}:{config.port}  (trainer {trainers})", flush=True)
+    uvicorn.run(create_app(config), host=config.host, port=config.port, log_level=log_level)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        config = config_from(args)
+    except ConfigError as exc:
+        print(f"monitor: {exc}", file=sys.stderr)
+        return 2
+    serve(config, args.log_level)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,58 @@
+"""The monitor's settings and the rule that guards a network-facing monitor."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_PUB = "tcp://127.0.0.1:5555"
+DEFAULT_REP = "tcp://127.0.0.1:5556"
+
+
+class ConfigError(ValueError):
+    """A setting the monitor refuses to start with; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class TrainerEndpoints:
+    pub: str = DEFAULT_PUB
+    rep: str = DEFAULT_REP
+
+
+@dataclass
+class MonitorConfig:
+    trainers: list[TrainerEndpoints] = field(default_factory=lambda: [TrainerEndpoints()])
+    host: str = "127.0.0.1"
+    port: int = 5050
+    token: str | None = None
+    insecure: bool = False
+    keys: Path | None = None
+    command_timeout_ms: int = 2500
+    offline_after_s: float = 3.0
+    max_body_bytes: int = 16 * 1024
+    history_recent: int = 2000
+    history_older: int = 2000
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"--port must be 0..65535, got {self.port}")
+        if not self.trainers:
+            raise ConfigError("at least one trainer (--pub/--rep pair) is needed")
+        if self.token == "":
+            self.token = None
+        if not is_loopback(self.host) and self.token is None and not self.insecure:
+            raise ConfigError(
+                f"refusing to serve on {self.host} without a token: anyone on the network could "
+                "pause or stop training. Pass --token (or set VSRPP_MONITOR_TOKEN), or --insecure "
+                "if you really mean it."
+            )
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

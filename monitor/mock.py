@@ -1,0 +1,185 @@
+"""A mock trainer speaking the real wire protocol: for `just demo`, tests and benchmarks."""
+
+from __future__ import annotations
+
+import io
+import math
+import random
+import threading
+import time
+from collections import deque
+from typing import Any
+
+from PIL import Image, ImageDraw, ImageFilter
+
+from ckpt.naming import checkpoint_name
+from protocol import CommandServer, Publisher
+
+ACTIONS = ("validate", "pause", "resume", "save", "stop")
+
+
+def quality(psnr: float, ssim: float) -> float:
+    return min(max(0.7 * min(max((psnr - 20) / 30, 0.0), 1.0) + 0.3 * ssim, 0.0), 1.0)
+
+
+def comparison_png(iteration: int, size: int = 96) -> bytes:
+    """LR | model | GT panels of a synthetic scene; the model panel sharpens as training goes on."""
+    gt = Image.new("RGB", (size, size), (20, 30, 60))
+    draw = ImageDraw.Draw(gt)
+    for i in range(0, size, 8):
+        draw.line([(i, 0), (size - i, size)], fill=(220, 120 + i, 60), width=2)
+    draw.ellipse([size // 4, size // 4, 3 * size // 4, 3 * size // 4], outline=(250, 250, 250), width=3)
+    lr = gt.resize((size // 3, size // 3), Image.BILINEAR).resize((size, size), Image.NEAREST)
+    blur = max(0.3, 2.5 * math.exp(-iteration / 3000))
+    model = gt.filter(ImageFilter.GaussianBlur(blur))
+    sheet = Image.new("RGB", (3 * size + 4, size), (0, 0, 0))
+    for k, panel in enumerate((lr, model, gt)):
+        sheet.paste(panel, (k * (size + 2), 0))
+    buf = io.BytesIO()
+    sheet.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def hms(seconds: float) -> str:
+    s = int(max(seconds, 0))
+    return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+class MockTrainer:
+    """Publishes status/heartbeat/event/validation frames and obeys commands, on its own thread.
+
+    Endpoints default to free loopback ports (`tcp://127.0.0.1:*`); read `pub_endpoint`
+    and `rep_endpoint` after `start()`.
+    """
+
+    def __init__(self, run: str = "demo", *, pub: str = "tcp://127.0.0.1:*",
+                 rep: str = "tcp://127.0.0.1:*", status_hz: float = 8.0, speed: float = 12.0,
+                 max_iterations: int = 100_000, validate_every: int = 0, validate_s: float = 2.0,
+                 start_iteration: int = 0) -> None:
+        self.run, self.status_hz, self.speed = run, status_hz, speed
+        self.max_iterations, self.validate_every, self.validate_s = max_iterations, validate_every, validate_s
+        self.iteration = float(start_iteration)
+        self.paused = False
+        self.validating_until: float | None = None
+        self.best_score: float | None = None
+        self.stopped = threading.Event()
+        self._lock = threading.Lock()
+        self._history: deque[dict[str, Any]] = deque(maxlen=500)
+        self._validations: deque[dict[str, Any]] = deque(maxlen=100)
+        self._checkpoints: list[dict[str, Any]] = []
+        self._publisher = Publisher(pub, run)
+        self._server = CommandServer(rep, actions=ACTIONS, queries={
+            "status": lambda a: {"status": self.status()},
+            "history": lambda a: {"history": list(self._history), "validations": list(self._validations)},
+            "checkpoints": lambda a: {"checkpoints": list(self._checkpoints)},
+        })
+        self.pub_endpoint, self.rep_endpoint = self._publisher.endpoint, self._server.endpoint
+        self._thread = threading.Thread(target=self._loop, name=f"mock-trainer {run}", daemon=True)
+
+    # ---- lifecycle ---------------------------------------------------------
+    def start(self) -> MockTrainer:
+        self._server.start()
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stopped.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+        self._server.close()
+        self._publisher.close()
+
+    def __enter__(self) -> MockTrainer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---- what it reports ---------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            it = int(self.iteration)
+            validating = self.validating_until is not None
+            speed = 0.0 if self.paused or validating else self.speed * (1 + 0.05 * random.random())
+            loss = 0.02 + 0.3 * math.exp(-it / 2500) + 0.004 * random.random()
+            lr = 1e-6 + (1e-4 - 1e-6) * 0.5 * (1 + math.cos(math.pi * min(it / self.max_iterations, 1)))
+            remaining = (self.max_iterations - it) / speed if speed > 0 else 0.0
+            return {
+                "iteration": it, "total_loss": loss, "learn_rate": lr, "time_remaining": hms(remaining),
+                "iter_speed": round(speed, 3), "gpu_memory": 7.8 + 0.1 * random.random(),
+                "best_score": self.best_score, "is_validating": validating, "is_training": True,
+                "timestamp": time.time(), "is_paused": self.paused, "max_iterations": self.max_iterations,
+                "state": "paused" if self.paused else "validating" if validating else "training",
+            }
+
+    # ---- the loop ----------------------------------------------------------
+    def _loop(self) -> None:
+        tick, last_beat, last_point = 1.0 / self.status_hz, 0.0, 0.0
+        self._event("start", f"mock run {self.run!r} started")
+        while not self.stopped.wait(tick):
+            for command in self._server.drain():
+                self._obey(command.name)
+            if self.stopped.is_set():
+                break
+            self._advance(tick)
+            status = self.status()
+            self._publisher.publish("status", **status)
+            now = time.monotonic()
+            if now - last_point >= 1.0:
+                last_point = now
+                self._history.append({k: status[k] for k in ("iteration", "total_loss", "learn_rate", "iter_speed", "timestamp")})
+            if now - last_beat >= 1.0:
+                last_beat = now
+                self._publisher.publish("heartbeat", state=status["state"], iteration=status["iteration"])
+
+    def _advance(self, dt: float) -> None:
+        with self._lock:
+            before = int(self.iteration)
+            if self.validating_until is not None:
+                if time.monotonic() >= self.validating_until:
+                    self.validating_until = None
+                    self._finish_validation()
+            elif not self.paused:
+                self.iteration = min(self.iteration + self.speed * dt, self.max_iterations)
+            every = self.validate_every
+            if every and int(self.iteration) // every > before // every:
+                self.validating_until = time.monotonic() + self.validate_s
+
+    def _obey(self, name: str) -> None:
+        if name == "validate":
+            with self._lock:
+                self.validating_until = time.monotonic() + self.validate_s
+            self._event("validation", "validation started")
+        elif name in ("pause", "resume"):
+            with self._lock:
+                self.paused = name == "pause"
+            self._event(name, "training paused" if self.paused else "training resumed")
+        elif name == "save":
+            self._save("regular")
+        elif name == "stop":
+            self._event("stop", "stop requested: saving and exiting")
+            self.stopped.set()
+
+    def _finish_validation(self) -> None:
+        it = int(self.iteration)
+        psnr = 24.0 + 8.0 * (1 - math.exp(-it / 4000)) + random.random() * 0.2
+        ssim = 0.80 + 0.12 * (1 - math.exp(-it / 4000))
+        metrics = {"iteration": it, "psnr": psnr, "ssim": ssim, "quality": quality(psnr, ssim),
+                   "baseline_psnr": 26.1, "baseline_ssim": 0.78, "baseline_quality": quality(26.1, 0.78)}
+        metrics["improvement"] = metrics["quality"] - metrics["baseline_quality"]
+        self._validations.append(dict(metrics))
+        if self.best_score is None or metrics["quality"] > self.best_score:
+            self.best_score = metrics["quality"]
+            self._save("best")
+        self._publisher.publish("validation", **metrics, image=comparison_png(it), image_format="png")
+
+    def _save(self, kind: str) -> None:
+        it = int(self.iteration)
+        entry = {"filename": checkpoint_name(it, None if kind == "regular" else kind), "step": it,
+                 "type": kind, "quality": self.best_score, "loss": 0.02 + 0.3 * math.exp(-it / 2500),
+                 "size_mb": 41.6, "date_str": time.strftime("%Y-%m-%d %H:%M"), "status": "ok"}
+        self._checkpoints.append(entry)
+        self._event("checkpoint", f"saved {entry['filename']}", filename=entry["filename"], step=it)
+
+    def _event(self, kind: str, message: str, **data: Any) -> None:
+        self._publisher.publish("event", kind=kind, message=message, data=data)
