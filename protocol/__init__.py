@@ -16,6 +16,7 @@ from protocol.codec import (
     encode_request,
 )
 from protocol.commands import Command, CommandClient, CommandServer, CommandTimeout
+from protocol.examples import example_fields
 from protocol.pubsub import Publisher, Subscriber
 from protocol.schemas import (
     ACTION_COMMANDS,
@@ -59,6 +60,7 @@ __all__ = [
     "encode_message",
     "encode_reply",
     "encode_request",
+    "example_fields",
     "generate_keys",
     "requires_security",
 ]
