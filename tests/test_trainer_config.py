@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+import pytest
+
+from trainer.__main__ import build_parser, check_resume_spec, config_from_args
+from trainer.config import Config, ConfigError, known_keys, load_config, parse_override
+from trainer.control import with_setting
+
+
+def test_default_file_loads_and_matches_the_dataclass_defaults_keys():
+    cfg = load_config()
+    assert isinstance(cfg, Config)
+    assert cfg.model.name == "vsrpp"
+    assert set(cfg.to_dict()) == {"model", "data", "optim", "loss", "train", "checkpoint", "telemetry"}
+
+
+def test_negative_batch_size_error_names_the_key_and_value():
+    with pytest.raises(ConfigError, match=r"train.batch_size must be a positive int, got -1"):
+        load_config(overrides={"train.batch_size": -1})
+
+
+def test_unknown_key_error_lists_the_known_keys():
+    with pytest.raises(ConfigError, match=r"unknown key 'model.nfeats'; known: .*model.n_feats"):
+        load_config(overrides={"model.nfeats": 32})
+
+
+def test_unknown_key_in_a_toml_file_is_rejected(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("[train]\nmax_itres = 5\n")
+    with pytest.raises(ConfigError, match="unknown key 'train.max_itres'"):
+        load_config(path)
+
+
+def test_choice_error_lists_allowed_values():
+    with pytest.raises(ConfigError, match="train.device must be one of auto, cpu, cuda; got 'tpu'"):
+        load_config(overrides={"train.device": "tpu"})
+
+
+def test_wrong_type_is_rejected_and_int_is_accepted_for_float():
+    with pytest.raises(ConfigError, match="train.max_iters must be int"):
+        load_config(overrides={"train.max_iters": 1.5})
+    assert load_config(overrides={"optim.lr_max": 1}).optim.lr_max == 1.0
+
+
+def test_broken_toml_file_gives_a_clear_error(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text("[train\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(path)
+
+
+def test_set_values_are_toml_literals_and_bare_words_are_strings():
+    assert parse_override("model.n_feats=32") == ("model.n_feats", 32)
+    assert parse_override("optim.lr_max=1e-3") == ("optim.lr_max", 1e-3)
+    assert parse_override("loss.adaptive=false") == ("loss.adaptive", False)
+    assert parse_override("model.name=basicvsrpp") == ("model.name", "basicvsrpp")
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        parse_override("model.n_feats")
+
+
+def test_cli_flags_override_file_and_set(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("[train]\nmax_iters = 50\nval_every = 7\n")
+    args = build_parser().parse_args(["--config", str(path), "--max-iters", "9", "--set",
+                                      "model.n_feats=8", "--seed", "3", "--data", "/d"])
+    cfg = config_from_args(args)
+    assert (cfg.train.max_iters, cfg.train.val_every, cfg.model.n_feats) == (9, 7, 8)
+    assert (cfg.train.seed, cfg.data.root) == (3, "/d")
+
+
+def test_resume_spec_is_checked():
+    for spec in ("ask", "latest", "best", "never", "1200", "runs/x/checkpoint_step_0000100.pth"):
+        check_resume_spec(spec)
+    with pytest.raises(ConfigError, match="--resume must be"):
+        check_resume_spec("newest")
+
+
+def test_live_settings_are_validated_like_the_config():
+    cfg = load_config()
+    assert with_setting(cfg, "train.val_every", 5).train.val_every == 5
+    assert with_setting(cfg, "optim.lr_max", 1).optim.lr_max == 1.0
+    with pytest.raises(ValueError, match="cannot be set while training"):
+        with_setting(cfg, "model.n_feats", 8)
+    with pytest.raises(ValueError, match="positive int"):
+        with_setting(cfg, "train.save_every", 0)
+    with pytest.raises(ValueError, match="must not exceed"):
+        with_setting(cfg, "optim.lr_min", 1.0)
+    with pytest.raises(ValueError, match="must be int"):
+        with_setting(cfg, "train.val_every", "ten")
+
+
+def test_every_config_key_is_reachable_with_set():
+    for key in known_keys():
+        section, name = key.split(".")
+        value = getattr(getattr(load_config(), section), name)
+        assert getattr(getattr(load_config(overrides={key: value}), section), name) == value

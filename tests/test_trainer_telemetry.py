@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+import torch
+
+import protocol
+from trainer.config import TelemetryConfig
+from trainer.control import Controller, KeyReader
+from trainer.telemetry import SpeedMeter, Telemetry, format_eta
+
+
+@pytest.fixture
+def wired():
+    pub = protocol.Publisher("tcp://127.0.0.1:*", "test-run")
+    sub = protocol.Subscriber(pub.endpoint)
+    tel = Telemetry(pub, TelemetryConfig(status_hz=10.0, heartbeat_s=0.2), max_iters=100_000)
+    tel.start()
+    time.sleep(0.3)  # slow joiner
+    yield tel, sub
+    tel.close()
+    sub.close()
+    pub.close()
+
+
+def _collect(sub, seconds):
+    out, end = [], time.monotonic() + seconds
+    while time.monotonic() < end:
+        msg = sub.recv(50)
+        if msg is not None:
+            out.append(msg)
+    return out
+
+
+def test_status_frames_are_rate_limited_however_fast_the_loop_runs(wired):
+    tel, sub = wired
+    tel.set_state("training")
+    start, it = time.monotonic(), 0
+    while time.monotonic() - start < 0.6:  # thousands of steps
+        it += 1
+        tel.step(it, torch.tensor(0.5), 1e-4)
+    elapsed = time.monotonic() - start
+    assert it > 1000
+    statuses = [m for t, m in _collect(sub, 0.5) if t == "status"]
+    assert 1 <= len(statuses) <= elapsed * 10 + 4
+    last = statuses[-1]
+    assert last["total_loss"] == 0.5 and last["max_iterations"] == 100_000
+
+
+def test_heartbeats_and_fresh_status_keep_coming_while_paused(wired):
+    tel, sub = wired
+    tel.step(7, 0.25, 1e-4)
+    tel.set_state("paused")
+    messages = _collect(sub, 2.2)
+    beats = [m for t, m in messages if t == "heartbeat"]
+    statuses = [m for t, m in messages if t == "status"]
+    assert len(beats) >= 5 and all(b["state"] == "paused" for b in beats[1:])
+    assert len(statuses) >= 2 and statuses[-1]["is_paused"] is True
+    gaps = [b["ts"] - a["ts"] for a, b in zip(statuses, statuses[1:], strict=False)]
+    assert max(gaps) <= 1.3
+
+
+def test_events_reach_subscribers_and_the_run_log(tmp_path, wired):
+    tel, sub = wired
+    from trainer.runlog import RunLog
+
+    tel.runlog = RunLog(tmp_path, tensorboard=False)
+    tel.event("checkpoint_saved", "Checkpoint saved: x.pth", step=3)
+    events = [m for t, m in _collect(sub, 0.5) if t == "event"]
+    assert events[0]["kind"] == "checkpoint_saved" and events[0]["data"]["step"] == 3
+    assert "checkpoint_saved" in (tmp_path / "training.log").read_text()
+    tel.runlog.close()
+
+
+def test_history_is_bounded():
+    tel = Telemetry(None, TelemetryConfig(history=5), max_iters=10)
+    for i in range(20):
+        tel.publish_status(force=True)
+        tel.iteration = i
+    assert len(tel.history()) == 5 and len(tel.history(2)) == 2
+
+
+def test_eta_comes_from_a_smoothed_speed():
+    meter = SpeedMeter(alpha=0.5)
+    meter.update(0, now=0.0)
+    meter.update(10, now=1.0)
+    meter.update(30, now=2.0)
+    assert meter.speed == pytest.approx(15.0)
+    assert format_eta(3725) == "01:02:05"
+
+
+def test_key_presses_on_a_tty_become_actions():
+    master, slave = os.openpty()
+    stream = os.fdopen(slave, "r")
+    reader = KeyReader(stream)
+    assert KeyReader.available(stream)
+    reader.start()
+    try:
+        os.write(master, b"vXq")
+        controller = Controller(keys=reader)
+        names: list[str] = []
+        deadline = time.monotonic() + 3
+        while len(names) < 2 and time.monotonic() < deadline:
+            names += [a.name for a in controller.drain()]
+            time.sleep(0.02)
+        assert names == ["validate", "stop"]
+    finally:
+        reader.close()
+        stream.close()
+        os.close(master)
