@@ -9,6 +9,8 @@ from __future__ import annotations
 from ckpt.errors import CheckpointError, UnsafeCheckpointError
 from ckpt.listing import describe_checkpoint, is_good, list_checkpoints
 from ckpt.naming import checkpoint_name, checkpoint_type, parse_step
+from ckpt.retention import kept_paths, prune
+from ckpt.selection import format_table, latest_good, prompt_for_checkpoint, select_checkpoint
 from ckpt.store import (
     FORMAT_VERSION,
     load_checkpoint,
@@ -24,11 +26,17 @@ __all__ = [
     "checkpoint_name",
     "checkpoint_type",
     "describe_checkpoint",
+    "format_table",
     "is_good",
+    "kept_paths",
+    "latest_good",
     "list_checkpoints",
     "load_checkpoint",
     "parse_step",
+    "prompt_for_checkpoint",
+    "prune",
     "read_metadata",
     "remove_stale_temp_files",
     "save_checkpoint",
+    "select_checkpoint",
 ]
