@@ -1,0 +1,122 @@
+"""Monitor against MockTrainer over real ZeroMQ sockets on free loopback ports."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from starlette.testclient import TestClient
+
+from monitor.app import create_app
+from monitor.config import MonitorConfig, TrainerEndpoints
+from monitor.mock import MockTrainer
+from monitor.state import MonitorState
+from protocol import CommandClient
+
+
+def free_endpoint() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{s.getsockname()[1]}"
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+@contextmanager
+def monitor_for(*mocks: MockTrainer, state: MonitorState | None = None, **kw: Any) -> Iterator[TestClient]:
+    trainers = [TrainerEndpoints(m.pub_endpoint, m.rep_endpoint) for m in mocks]
+    config = MonitorConfig(trainers=trainers, command_timeout_ms=kw.pop("timeout_ms", 1500), **kw)
+    with TestClient(create_app(config, state), base_url="http://127.0.0.1:5050") as client:
+        yield client
+
+
+def status(client: TestClient, run: str | None = None) -> dict[str, Any]:
+    return client.get("/api/status", params={"run": run} if run else None).json()
+
+
+def act(client: TestClient, command: str, run: str | None = None):
+    return client.post("/api/action", json={"command": command, **({"run": run} if run else {})})
+
+
+def test_monitor_shows_live_status_and_validate_reaches_the_trainer() -> None:
+    with MockTrainer("live", status_hz=20, speed=50, validate_s=0.3) as mock, monitor_for(mock) as client:
+        wait_for(lambda: status(client)["trainer_online"] and status(client)["iteration"] > 0,
+                 what="first status")
+        reply = act(client, "validate")
+        assert reply.status_code == 200 and reply.json()["ok"] is True
+        wait_for(lambda: client.get("/api/validation").status_code == 200, what="validation")
+        image = client.get("/api/validation.png")
+        assert image.headers["content-type"] == "image/png" and image.content[:4] == b"\x89PNG"
+
+
+def test_pause_stops_the_iteration_count_and_resume_restarts_it() -> None:
+    with MockTrainer("p", status_hz=20, speed=50) as mock, monitor_for(mock) as client:
+        wait_for(lambda: status(client)["iteration"] > 0, what="first status")
+        assert act(client, "pause").status_code == 200
+        wait_for(lambda: status(client)["is_paused"], what="paused status")
+        held = status(client)["iteration"]
+        time.sleep(0.4)
+        assert status(client)["iteration"] == held
+        assert act(client, "resume").status_code == 200
+        wait_for(lambda: status(client)["iteration"] > held, what="iterations after resume")
+
+
+def test_monitor_started_after_the_trainer_fetches_history_and_checkpoints_at_once() -> None:
+    with MockTrainer("late", status_hz=20, speed=50) as mock:
+        with CommandClient(mock.rep_endpoint) as ctl:
+            assert ctl.request("save")["ok"]
+        time.sleep(1.2)  # the mock records a history point per second
+        state = MonitorState()
+        with monitor_for(mock, state=state) as client:
+            wait_for(lambda: status(client)["trainer_online"], what="online")
+            run = wait_for(lambda: (r := state.run("late")) and r.checkpoints and r, what="sync")
+            assert run.checkpoints[0]["filename"].startswith("checkpoint_step_")
+            first_seen = run.history.points()
+            assert first_seen[0]["iteration"] < status(client)["iteration"]
+
+
+def test_silent_trainer_shows_offline_and_a_restarted_one_is_followed_without_restart() -> None:
+    pub, rep = free_endpoint(), free_endpoint()
+    first = MockTrainer("again", pub=pub, rep=rep, status_hz=20, speed=50).start()
+    with monitor_for(first, offline_after_s=1.0, timeout_ms=400) as client:
+        wait_for(lambda: status(client)["trainer_online"], what="online")
+        first.stop()
+        wait_for(lambda: not status(client)["trainer_online"], timeout=5, what="offline")
+        assert act(client, "pause").status_code == 503
+        with MockTrainer("again", pub=pub, rep=rep, status_hz=20, start_iteration=5000):
+            wait_for(lambda: status(client)["iteration"] >= 5000, what="the new trainer")
+            assert status(client)["trainer_online"] is True
+            assert act(client, "pause").status_code == 200
+
+
+def test_websocket_pushes_each_frame_after_the_snapshot() -> None:
+    with MockTrainer("ws", status_hz=20) as mock, monitor_for(mock) as client:
+        wait_for(lambda: status(client)["trainer_online"], what="online")
+        with client.websocket_connect("/ws") as ws:
+            assert ws.receive_json()["type"] == "snapshot"
+            seen = [ws.receive_json() for _ in range(5)]
+        frames = [m for m in seen if m["type"] == "frame" and m["topic"] == "status"]
+        assert frames and frames[0]["run"] == "ws"
+        iterations = [m["data"]["iteration"] for m in frames]
+        assert iterations == sorted(iterations)
+
+
+def test_several_trainers_are_followed_and_commands_go_to_the_named_run() -> None:
+    with MockTrainer("a", status_hz=20, speed=50) as a, MockTrainer("b", status_hz=20, speed=50) as b:
+        with monitor_for(a, b) as client:
+            wait_for(lambda: {r["run"] for r in client.get("/api/runs").json()["runs"]} == {"a", "b"},
+                     what="both runs")
+            assert act(client, "pause", run="b").status_code == 200
+            wait_for(lambda: status(client, "b")["is_paused"], what="b paused")
+            assert status(client, "a")["is_paused"] is False
