@@ -10,6 +10,7 @@ can cause. The format is documented in docs/protocol.md.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
 import msgpack
@@ -33,6 +34,8 @@ from protocol.schemas import (
 
 _TOPIC_RE = re.compile(r"[A-Za-z0-9_.:/-]+")
 _PLAIN = (type(None), bool, int, float, str, bytes, list, dict)
+_MISSING = object()
+_SCALARS = frozenset({type(None), bool, int, float, str, bytes})
 _TYPE_NAMES = {type(None): "nil", dict: "map", list: "list", bytes: "bytes", str: "str",
                bool: "bool", int: "int", float: "float"}
 
@@ -106,11 +109,12 @@ def decode_reply(data: bytes) -> dict[str, Any]:
 def check_fields(obj: dict[str, Any], schema: Schema, what: str) -> None:
     """Raise ProtocolError unless `obj` has every required field of `schema` with an allowed type."""
     for name, field in schema.items():
-        if name not in obj:
+        value = obj.get(name, _MISSING)
+        if value is _MISSING:
             if field.required:
                 raise ProtocolError(f"{what}: required field '{name}' is missing")
-            continue
-        _check_value(obj[name], field, f"{what}: field '{name}'")
+        elif type(value) not in field.types or field.choices or field.pattern:  # fast path first
+            _check_value(value, field, f"{what}: field '{name}'")
 
 
 def _check_value(value: Any, field: Field, where: str) -> None:
@@ -173,23 +177,24 @@ def _check_topic(topic: Any) -> str:
     return topic
 
 
-def _check_plain(value: Any, what: str) -> None:
+def _check_plain(value: Any, what: str, depth: int = 0) -> None:
     """Only plain msgpack values, str map keys, and at most MAX_DEPTH levels of nesting."""
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if not isinstance(item, _PLAIN):
-            raise ProtocolError(f"{what}: {_name(type(item))} is not a plain msgpack value")
-        if isinstance(item, (list, dict)):
-            if depth >= MAX_DEPTH:
-                raise ProtocolError(f"{what}: nested deeper than {MAX_DEPTH} levels")
-            if isinstance(item, dict):
-                bad = next((k for k in item if not isinstance(k, str)), None)
-                if bad is not None:
-                    raise ProtocolError(f"{what}: map key {_short(bad)} is not a str")
-                stack.extend((v, depth + 1) for v in item.values())
-            else:
-                stack.extend((v, depth + 1) for v in item)
+    if isinstance(value, dict):
+        items: Iterable[Any] = value.values()
+        bad = next((k for k in value if type(k) is not str), None)
+        if bad is not None:
+            raise ProtocolError(f"{what}: map key {_short(bad)} is not a str")
+    elif isinstance(value, list):
+        items = value
+    elif isinstance(value, _PLAIN):
+        return
+    else:
+        raise ProtocolError(f"{what}: {_name(type(value))} is not a plain msgpack value")
+    if depth >= MAX_DEPTH:
+        raise ProtocolError(f"{what}: nested deeper than {MAX_DEPTH} levels")
+    for item in items:
+        if type(item) not in _SCALARS:
+            _check_plain(item, what, depth + 1)
 
 
 # ---- msgpack --------------------------------------------------------------------------------

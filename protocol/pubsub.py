@@ -61,8 +61,9 @@ class Publisher:
             if self._sock is None:
                 self.dropped += 1
                 return False
-            try:
-                self._sock.send_multipart(frames, flags=zmq.NOBLOCK)
+            try:  # PUB sends a multipart message atomically
+                self._sock.send(frames[0], zmq.SNDMORE | zmq.NOBLOCK)
+                self._sock.send(frames[1], zmq.NOBLOCK)
             except zmq.ZMQError:  # EAGAIN, or the context is terminating
                 self.dropped += 1
                 return False
@@ -100,6 +101,7 @@ class Subscriber:
         *,
         topics: Iterable[str] = (),
         security: SecurityConfig | None = None,
+        hwm: int = 1000,
         context: zmq.Context | None = None,
         bind: bool = False,
     ) -> None:
@@ -108,7 +110,8 @@ class Subscriber:
         self._topics = frozenset(topics)
         self._last_seq: dict[str, int] = {}
         self._security = security
-        self._sock = open_socket(zmq.SUB, endpoint, bind=bind, security=security, context=context)
+        self._sock = open_socket(zmq.SUB, endpoint, bind=bind, security=security, context=context,
+                                 options={zmq.RCVHWM: hwm})
         for topic in self._topics or {""}:
             self._sock.setsockopt(zmq.SUBSCRIBE, topic.encode("ascii"))
 
