@@ -111,11 +111,15 @@ def test_new_trainer_process_with_reset_sequence_asks_for_a_resync() -> None:
     assert steady is not None and not steady.needs_sync
 
 
-def test_runs_are_kept_apart_and_the_latest_heard_is_current() -> None:
-    state = MonitorState()
+def test_runs_are_kept_apart_and_the_live_current_run_stays_until_it_goes_quiet() -> None:
+    clock = Clock()
+    state = MonitorState(clock=clock)
     state.ingest("status", status(1, 10, run="a"))
     state.ingest("status", status(1, 20, run="b"))
-    assert state.status("a")["iteration"] == 10
+    assert state.status("a")["iteration"] == 10 and state.status("b")["iteration"] == 20
+    assert state.status()["run"] == "a"
+    clock.now += 5
+    state.ingest("status", status(2, 21, run="b"))
     assert state.status()["run"] == "b"
     assert {r["run"] for r in state.runs_summary()} == {"a", "b"}
 

@@ -16,9 +16,15 @@
   const token = () => sessionStorage.getItem("vsrpp-token");
 
   // ---- model -------------------------------------------------------------------
-  const model = { runs: {}, current: null, chosen: null, online: false, health: "" };
-  const selected = () => model.runs[model.chosen || model.current] || null;
-  const selectedName = () => (selected() ? model.chosen || model.current : null);
+  // picked: the run the user chose (sticky); shown: the run followed automatically,
+  // which moves to another run only when it goes offline.
+  const model = { runs: {}, picked: null, shown: null };
+  const selectedName = () => (model.runs[model.picked] ? model.picked : model.runs[model.shown] ? model.shown : null);
+  const selected = () => model.runs[selectedName()] || null;
+  function follow(name) {
+    const shown = model.runs[model.shown];
+    if (!shown || !shown.status.trainer_online || model.shown === name) model.shown = name;
+  }
 
   function emptyRun() {
     return { status: {}, history: [], validations: [], events: [], validation: null,
@@ -28,7 +34,7 @@
 
   function applyFrame(msg) {
     const run = runOf(msg.run), d = msg.data;
-    model.current = msg.run;
+    follow(msg.run);
     run.status.trainer_online = true;
     if (msg.topic === "status") {
       Object.assign(run.status, d);
@@ -47,7 +53,7 @@
   }
 
   function onMessage(msg) {
-    if (msg.type === "snapshot") { model.runs = msg.runs; model.current = msg.current; }
+    if (msg.type === "snapshot") { model.runs = msg.runs; model.shown = msg.current; }
     else if (msg.type === "frame") applyFrame(msg);
     else if (msg.type === "run") model.runs[msg.run] = msg.snapshot;
     else if (msg.type === "online") runOf(msg.run).status.trainer_online = msg.online;
@@ -203,7 +209,7 @@
     }
   }
 
-  function choose(name) { model.chosen = name; charts.reset(); schedule(0); }
+  function choose(name) { model.picked = name; charts.reset(); schedule(0); }
 
   // ---- wiring ---------------------------------------------------------------------
   for (const b of document.querySelectorAll(".controls .btn")) b.addEventListener("click", () => act(b.dataset.command));

@@ -1,0 +1,142 @@
+"""The dashboard in headless Chromium against a real monitor (uvicorn) and MockTrainers.
+
+Screenshots go to test-artifacts/. Never downloads a browser: uses /usr/bin/chromium,
+skipped when it is missing, except under CI where that is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+
+from monitor.app import create_app
+from monitor.config import MonitorConfig, TrainerEndpoints
+from monitor.mock import MockTrainer
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+EVIL = "<img src=x onerror=alert(1)>"
+
+if not Path(CHROMIUM).exists():
+    if os.environ.get("CI"):
+        raise RuntimeError(f"{CHROMIUM} is missing; browser tests must run under CI")
+    pytest.skip(f"{CHROMIUM} missing (not under CI)", allow_module_level=True)
+
+sync_api = pytest.importorskip("playwright.sync_api")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def url() -> Iterator[str]:
+    mocks = [MockTrainer("demo", status_hz=10, speed=40, validate_s=1.5).start(),
+             MockTrainer(EVIL, status_hz=5, speed=10).start()]
+    trainers = [TrainerEndpoints(m.pub_endpoint, m.rep_endpoint) for m in mocks]
+    port = free_port()
+    config = uvicorn.Config(create_app(MonitorConfig(trainers=trainers, port=port)),
+                            host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=5)
+        for m in mocks:
+            m.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser: Any, url: str, request: pytest.FixtureRequest) -> Iterator[Any]:
+    size = getattr(request, "param", (1280, 900))
+    pg = browser.new_page(viewport={"width": size[0], "height": size[1]})
+    pg.dialogs = []
+    pg.on("dialog", lambda d: (pg.dialogs.append(d.message), d.dismiss()))
+    pg.goto(url)
+    pg.wait_for_selector("#run-select option[value='demo']", state="attached")
+    pg.select_option("#run-select", "demo")
+    until(lambda: pg.text_content("#run-name") == "demo" and iteration(pg) > 0, "live status")
+    yield pg
+    ARTIFACTS.mkdir(exist_ok=True)
+    pg.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+    pg.close()
+
+
+def iteration(pg: Any) -> int:
+    return int(pg.text_content("#m-iteration").replace(",", ""))
+
+
+def until(check: Any, what: str, timeout: float = 10.0) -> None:
+    """Poll from Python: the page's CSP forbids the string eval that wait_for_function uses."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def test_iteration_updates_live_without_reload(page: Any) -> None:
+    first = iteration(page)
+    until(lambda: iteration(page) > first, "a higher iteration")
+    assert page.is_visible("#badge-training") and not page.is_visible("#badge-offline")
+
+
+def test_trigger_validation_turns_the_badge_orange(page: Any) -> None:
+    page.click("#btn-validate")
+    page.wait_for_selector("#badge-validating", state="visible")
+    color = page.eval_on_selector("#badge-validating", "e => getComputedStyle(e).color")
+    assert color == "rgb(243, 156, 18)"
+    page.wait_for_selector("#val-image", state="visible", timeout=10_000)
+
+
+def test_pause_stops_the_count_and_resume_restarts_it(page: Any) -> None:
+    page.click("#btn-pause")
+    page.wait_for_selector("#badge-paused", state="visible")
+    held = iteration(page)
+    time.sleep(0.6)
+    assert iteration(page) == held
+    assert page.text_content("#btn-pause") == "Resume"
+    page.click("#btn-pause")
+    until(lambda: iteration(page) > held, "iterations after resume")
+
+
+@pytest.mark.parametrize("page", [(390, 844)], indirect=True)
+def test_nothing_overflows_at_phone_width(page: Any) -> None:
+    page.wait_for_selector("#chart-loss .uplot")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+
+
+def test_a_hostile_run_name_is_shown_as_text_and_runs_no_script(page: Any) -> None:
+    page.select_option("#run-select", label=EVIL)
+    until(lambda: page.text_content("#run-name") == EVIL, "the hostile run selected")
+    assert page.locator("img[src='x']").count() == 0
+    assert EVIL in page.text_content("#runs-table")
+    assert page.dialogs == []
