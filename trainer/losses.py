@@ -35,11 +35,9 @@ class WeightSource(Protocol):
 
 
 @dataclass
-class LossConfig:
-    w_l1: float = 0.6
-    w_ms: float = 0.2
-    w_grad: float = 0.2
-    w_perc: float = 0.0
+class LossConfig(LossWeights):
+    """The initial weights plus how the terms are computed."""
+
     pixel: str = "l1"  # l1 | charbonnier
     charbonnier_eps: float = 1e-3
     vgg_weights: str | None = None  # LOCAL torchvision vgg16 state_dict file; needed when w_perc > 0
