@@ -21,10 +21,10 @@ import shutil
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import zmq
 import zmq.auth
-from zmq.auth.thread import ThreadAuthenticator
 
 ROLES = ("server", "client")
 _KEY_FILES = ("server.key", "server.key_secret", "client.key", "client.key_secret")
@@ -127,7 +127,7 @@ class _Authenticators:
     """One running ThreadAuthenticator per context, counted by the secured sockets using it."""
 
     _lock = threading.Lock()
-    _running: dict[int, tuple[ThreadAuthenticator, int]] = {}
+    _running: dict[int, tuple[Any, int]] = {}  # id(context) -> (ThreadAuthenticator, users)
 
     @classmethod
     def acquire(cls, context: zmq.Context, authorized_dir: Path) -> str:
@@ -135,6 +135,8 @@ class _Authenticators:
         with cls._lock:
             auth, users = cls._running.get(id(context), (None, 0))
             if auth is None:
+                from zmq.auth.thread import ThreadAuthenticator  # imports asyncio: only when used
+
                 auth = ThreadAuthenticator(context)
                 auth.start()
             auth.configure_curve(domain=domain, location=str(authorized_dir))
