@@ -108,13 +108,33 @@ def decode_reply(data: bytes) -> dict[str, Any]:
 
 def check_fields(obj: dict[str, Any], schema: Schema, what: str) -> None:
     """Raise ProtocolError unless `obj` has every required field of `schema` with an allowed type."""
-    for name, field in schema.items():
+    _check_rules(obj, _compile(schema), what)
+
+
+_Rule = tuple[str, tuple[type, ...], bool, Field]  # name, exact types for the fast path, required, field
+
+
+def _compile(schema: Schema) -> tuple[_Rule, ...]:
+    """Rules whose fast path (an exact type match) is only taken when nothing else needs checking."""
+    return tuple((name, () if f.choices or f.pattern or Any_ in f.types else f.types, f.required, f)
+                 for name, f in schema.items())
+
+
+def _check_rules(obj: dict[str, Any], rules: tuple[_Rule, ...], what: str) -> None:
+    for name, fast_types, required, field in rules:
         value = obj.get(name, _MISSING)
         if value is _MISSING:
-            if field.required:
+            if required:
                 raise ProtocolError(f"{what}: required field '{name}' is missing")
-        elif type(value) not in field.types or field.choices or field.pattern:  # fast path first
+        elif type(value) not in fast_types:
             _check_value(value, field, f"{what}: field '{name}'")
+
+
+_TOPIC_RULES = {topic: _compile({**ENVELOPE, **schema}) for topic, schema in TOPICS.items()}
+_ENVELOPE_RULES = _compile(ENVELOPE)
+_COMMAND_RULES = {command: _compile(schema) for command, schema in COMMANDS.items()}
+_REQUEST_RULES = _compile(REQUEST)
+_REPLY_RULES = _compile(REPLY)
 
 
 def _check_value(value: Any, field: Field, where: str) -> None:
@@ -148,24 +168,23 @@ def _check_payload(topic: str, payload: Any) -> None:
     if not isinstance(payload, dict):
         raise ProtocolError(f"{what}: payload must be a map, got {_name(type(payload))}")
     _check_version(payload, what)
-    check_fields(payload, ENVELOPE, what)
-    check_fields(payload, TOPICS.get(topic, {}), what)
+    _check_rules(payload, _TOPIC_RULES.get(topic, _ENVELOPE_RULES), what)
 
 
 def _check_request(request: Any) -> None:
     if not isinstance(request, dict):
         raise ProtocolError(f"request must be a map, got {_name(type(request))}")
     _check_version(request, "request")
-    check_fields(request, REQUEST, "request")
+    _check_rules(request, _REQUEST_RULES, "request")
     command = request["command"]
-    check_fields(request.get("args", {}), COMMANDS.get(command, {}), f"'{command}' args")
+    _check_rules(request.get("args", {}), _COMMAND_RULES.get(command, ()), f"'{command}' args")
 
 
 def _check_reply(reply: Any) -> None:
     if not isinstance(reply, dict):
         raise ProtocolError(f"reply must be a map, got {_name(type(reply))}")
     _check_version(reply, "reply")
-    check_fields(reply, REPLY, "reply")
+    _check_rules(reply, _REPLY_RULES, "reply")
     if not reply["ok"] and "error" not in reply:
         raise ProtocolError("reply: ok is false but field 'error' is missing")
 
