@@ -39,24 +39,27 @@ def config_from(args: argparse.Namespace) -> MonitorConfig:
 
 
 def serve(config: MonitorConfig, log_level: str = "warning") -> None:
+    """Build the app (ConfigError/SecurityError before anything starts), then serve until Ctrl-C."""
     import uvicorn
 
     from .app import create_app
 
+    app = create_app(config)
     shown = "localhost" if config.host in ("127.0.0.1", "::1") else config.host
     trainers = ", ".join(f"{t.pub} / {t.rep}" for t in config.trainers)
     print(f"Monitor: http://{shown}:{config.port}  (trainer {trainers})", flush=True)
-    uvicorn.run(create_app(config), host=config.host, port=config.port, log_level=log_level)
+    uvicorn.run(app, host=config.host, port=config.port, log_level=log_level)
 
 
 def main(argv: list[str] | None = None) -> int:
+    from protocol import SecurityError
+
     args = parse_args(argv)
     try:
-        config = config_from(args)
-    except ConfigError as exc:
+        serve(config_from(args), args.log_level)
+    except (ConfigError, SecurityError) as exc:
         print(f"monitor: {exc}", file=sys.stderr)
         return 2
-    serve(config, args.log_level)
     return 0
 
 

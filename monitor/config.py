@@ -8,6 +8,7 @@ from pathlib import Path
 
 DEFAULT_PUB = "tcp://127.0.0.1:5555"
 DEFAULT_REP = "tcp://127.0.0.1:5556"
+TRANSPORTS = ("tcp://", "ipc://", "inproc://")
 
 
 class ConfigError(ValueError):
@@ -18,6 +19,12 @@ class ConfigError(ValueError):
 class TrainerEndpoints:
     pub: str = DEFAULT_PUB
     rep: str = DEFAULT_REP
+
+    def __post_init__(self) -> None:
+        for flag, endpoint in (("--pub", self.pub), ("--rep", self.rep)):
+            if not endpoint.startswith(TRANSPORTS) or endpoint.endswith("://"):
+                raise ConfigError(f"{flag} {endpoint!r} is not a ZeroMQ endpoint; "
+                                  "expected e.g. tcp://127.0.0.1:5555")
 
 
 @dataclass

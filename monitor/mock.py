@@ -13,7 +13,7 @@ from typing import Any
 from PIL import Image, ImageDraw, ImageFilter
 
 from ckpt.naming import checkpoint_name
-from protocol import CommandServer, Publisher
+from protocol import CommandServer, Publisher, SecurityConfig
 
 ACTIONS = ("validate", "pause", "resume", "save", "stop")
 
@@ -55,7 +55,7 @@ class MockTrainer:
     def __init__(self, run: str = "demo", *, pub: str = "tcp://127.0.0.1:*",
                  rep: str = "tcp://127.0.0.1:*", status_hz: float = 8.0, speed: float = 12.0,
                  max_iterations: int = 100_000, validate_every: int = 0, validate_s: float = 2.0,
-                 start_iteration: int = 0) -> None:
+                 start_iteration: int = 0, security: SecurityConfig | None = None) -> None:
         self.run, self.status_hz, self.speed = run, status_hz, speed
         self.max_iterations, self.validate_every, self.validate_s = max_iterations, validate_every, validate_s
         self.iteration = float(start_iteration)
@@ -67,8 +67,8 @@ class MockTrainer:
         self._history: deque[dict[str, Any]] = deque(maxlen=500)
         self._validations: deque[dict[str, Any]] = deque(maxlen=100)
         self._checkpoints: list[dict[str, Any]] = []
-        self._publisher = Publisher(pub, run)
-        self._server = CommandServer(rep, actions=ACTIONS, queries={
+        self._publisher = Publisher(pub, run, security=security)
+        self._server = CommandServer(rep, actions=ACTIONS, security=security, queries={
             "status": lambda a: {"status": self.status()},
             "history": lambda a: {"history": list(self._history), "validations": list(self._validations)},
             "checkpoints": lambda a: {"checkpoints": list(self._checkpoints)},

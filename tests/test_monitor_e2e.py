@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+import httpx
 from starlette.testclient import TestClient
 
 from monitor.app import create_app
 from monitor.config import MonitorConfig, TrainerEndpoints
 from monitor.mock import MockTrainer
 from monitor.state import MonitorState
-from protocol import CommandClient
+from protocol import CommandClient, SecurityConfig, generate_keys
 
 
 def free_endpoint() -> str:
@@ -120,3 +125,34 @@ def test_several_trainers_are_followed_and_commands_go_to_the_named_run() -> Non
             assert act(client, "pause", run="b").status_code == 200
             wait_for(lambda: status(client, "b")["is_paused"], what="b paused")
             assert status(client, "a")["is_paused"] is False
+
+
+def test_monitor_with_curve_keys_talks_to_a_secured_trainer(tmp_path: Path) -> None:
+    generate_keys(tmp_path)
+    server = SecurityConfig.from_keys_dir(tmp_path, role="server")
+    with MockTrainer("curve", status_hz=20, security=server) as mock:
+        with monitor_for(mock, keys=tmp_path) as client:
+            wait_for(lambda: status(client)["trainer_online"], what="online over CURVE")
+            assert act(client, "save").status_code == 200
+
+
+def test_demo_prints_its_url_serves_and_ends_cleanly_on_ctrl_c() -> None:
+    port = int(free_endpoint().rsplit(":", 1)[1])
+    proc = subprocess.Popen([sys.executable, "-m", "monitor.demo", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = [proc.stdout.readline() for _ in range(2)]
+        assert any(f"http://localhost:{port}" in line for line in lines), lines
+        wait_for(lambda: _online(port), what="demo status")
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=15)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0 and "demo stopped" in out and "Traceback" not in out
+
+
+def _online(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/api/status").json()["trainer_online"]
+    except httpx.HTTPError:
+        return False
