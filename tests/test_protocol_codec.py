@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import msgpack
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import protocol
 from protocol import (
     MAX_FRAME_BYTES,
     TOPICS,
@@ -245,3 +249,16 @@ def test_every_decoder_survives_a_long_fuzz(message_frames, data: bytes) -> None
     _only_values_or_protocol_errors(decode_message, message_frames)
     _only_values_or_protocol_errors(decode_request, data)
     _only_values_or_protocol_errors(decode_reply, data)
+
+
+def test_protocol_never_imports_torch_trainer_monitor_ckpt_or_pickle() -> None:
+    forbidden = {"torch", "trainer", "monitor", "ckpt", "pickle", "cloudpickle", "dill"}
+    for path in Path(protocol.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            else:
+                continue
+            assert not {n.split(".")[0] for n in names} & forbidden, f"{path.name} imports {names}"
