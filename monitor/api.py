@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -17,12 +18,13 @@ from .bridge import Bridge
 from .config import MonitorConfig
 from .hub import Hub
 from .link import BadReply, TrainerUnavailable
-from .run import HISTORY_FIELDS
+from .run import HISTORY_FIELDS, RunState
 from .security import BodyTooLarge, is_json, read_body, same_origin, token_ok
 from .state import MonitorState
 from .values import clean
 
 ACTIONS = ("validate", "pause", "resume", "save", "stop")
+Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 @dataclass
@@ -78,25 +80,27 @@ async def action(request: Request) -> JSONResponse:
     return JSONResponse({"ok": True, "command": command, **extra})
 
 
-def _run_or_404(request: Request) -> Any:
-    run = monitor_of(request).state.run(request.query_params.get("run"))
-    if run is None:
-        return None, fail(404, "no such run (yet): no frame from it has arrived")
-    return run, None
+def per_run(handler: Callable[[Request, RunState], Awaitable[Response]]) -> Endpoint:
+    """Resolve ?run= (default: the current run) or answer 404."""
+
+    @functools.wraps(handler)
+    async def endpoint(request: Request) -> Response:
+        run = monitor_of(request).state.run(request.query_params.get("run"))
+        if run is None:
+            return fail(404, "no such run (yet): no frame from it has arrived")
+        return await handler(request, run)
+
+    return endpoint
 
 
-async def history_json(request: Request) -> JSONResponse:
-    run, error = _run_or_404(request)
-    if error:
-        return error
+@per_run
+async def history_json(request: Request, run: RunState) -> JSONResponse:
     return JSONResponse({"run": run.name, "history": run.history.points(),
                          "validations": run.validations.points()})
 
 
-async def history_csv(request: Request) -> Response:
-    run, error = _run_or_404(request)
-    if error:
-        return error
+@per_run
+async def history_csv(request: Request, run: RunState) -> Response:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=HISTORY_FIELDS, extrasaction="ignore")
     writer.writeheader()
@@ -129,26 +133,20 @@ async def runs(request: Request) -> JSONResponse:
     return JSONResponse({"current": state.current, "runs": state.runs_summary()})
 
 
-async def events(request: Request) -> JSONResponse:
-    run, error = _run_or_404(request)
-    if error:
-        return error
+@per_run
+async def events(request: Request, run: RunState) -> JSONResponse:
     return JSONResponse({"run": run.name, "events": list(run.events)})
 
 
-async def validation(request: Request) -> JSONResponse:
-    run, error = _run_or_404(request)
-    if error:
-        return error
+@per_run
+async def validation(request: Request, run: RunState) -> JSONResponse:
     if run.validation is None:
         return fail(404, f"run {run.name!r} has not validated yet")
     return JSONResponse({"run": run.name, **run.validation})
 
 
-async def validation_image(request: Request) -> Response:
-    run, error = _run_or_404(request)
-    if error:
-        return error
+@per_run
+async def validation_image(request: Request, run: RunState) -> Response:
     if run.image is None:
         return fail(404, f"run {run.name!r} has sent no comparison image yet")
     return Response(run.image, media_type=run.image_type, headers={"cache-control": "no-store"})
