@@ -2,32 +2,34 @@
 
 from __future__ import annotations
 
+import itertools
+import multiprocessing
 import os
 import signal
-import subprocess
-import sys
 import time
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import pytest
-
-from ckpt import list_checkpoints, load_checkpoint, parse_step, remove_stale_temp_files
-
-_SAVER = """
-import sys
-from pathlib import Path
 import torch
-from ckpt import checkpoint_name, save_checkpoint
 
-run = Path(sys.argv[1])
-state = {"step": 0, "w": torch.ones(int(sys.argv[2]) * 2**20 // 4)}
-step = 1
-while True:
-    state["step"] = step
-    save_checkpoint(run / checkpoint_name(step), state)
-    print(step, flush=True)
-    step += 1
-"""
+from ckpt import (
+    checkpoint_name,
+    list_checkpoints,
+    load_checkpoint,
+    parse_step,
+    remove_stale_temp_files,
+    save_checkpoint,
+)
+
+
+def _save_forever(run: Path, size_mb: int, progress: Connection) -> None:
+    """The victim: saves ever newer checkpoints, reporting each completed one."""
+    state = {"step": 0, "w": torch.ones(size_mb * 2**20 // 4)}
+    for step in itertools.count(1):
+        state["step"] = step
+        save_checkpoint(run / checkpoint_name(step), state)
+        progress.send(step)
 
 
 def _writing(run: Path) -> bool:
@@ -43,15 +45,16 @@ def _writing(run: Path) -> bool:
 
 def _kill_mid_save(run: Path, size_mb: int, after_saves: int) -> None:
     """Start a saver loop, wait for `after_saves` complete saves, SIGKILL it mid-write."""
-    saver = subprocess.Popen(
-        [sys.executable, "-c", _SAVER, str(run), str(size_mb)],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=Path(__file__).resolve().parents[1],
+    # A forked process: a real process to SIGKILL, without paying torch's import again.
+    receiver, sender = multiprocessing.Pipe(duplex=False)
+    saver = multiprocessing.get_context("fork").Process(
+        target=_save_forever, args=(run, size_mb, sender), daemon=True
     )
+    saver.start()
     try:
         for _ in range(after_saves):
-            assert saver.stdout.readline(), "the saver died before saving"
+            assert receiver.poll(60), "the saver died before saving"
+            receiver.recv()
         deadline = time.monotonic() + 60
         while not _writing(run):
             assert time.monotonic() < deadline, "no save in progress seen"
@@ -59,7 +62,7 @@ def _kill_mid_save(run: Path, size_mb: int, after_saves: int) -> None:
         os.kill(saver.pid, signal.SIGKILL)
     finally:
         saver.kill()
-        saver.wait()
+        saver.join()
 
 
 def _assert_only_complete_checkpoints(run: Path) -> None:
