@@ -8,6 +8,8 @@ import time
 from collections.abc import Callable
 
 from protocol import (
+    CommandClient,
+    CommandServer,
     Publisher,
     Subscriber,
     decode_message,
@@ -58,6 +60,32 @@ def publish_cost(endpoint: str, with_subscriber: bool) -> tuple[float, int]:
     return cost, received
 
 
+def spin(stop: threading.Event) -> None:
+    count = 0
+    while not stop.is_set():
+        count += 1
+
+
+def ping_ms(busy: bool, n: int = 200) -> tuple[float, float]:
+    """Mean and worst ping round trip over tcp, optionally while another thread spins in Python
+    (a training loop holding the GIL)."""
+    stop = threading.Event()
+    spinner = threading.Thread(target=spin, args=(stop,))
+    times = []
+    with CommandServer("tcp://127.0.0.1:*", queries={}) as server:
+        with CommandClient(server.endpoint) as client:
+            if busy:
+                spinner.start()
+            for _ in range(n):
+                start = time.perf_counter()
+                client.request("ping")
+                times.append((time.perf_counter() - start) * 1000)
+            stop.set()
+    if busy:
+        spinner.join()
+    return sum(times) / n, max(times)
+
+
 def main() -> None:
     print(f"publish one status frame, mean of {N:,} calls (µs/frame):")
     print(f"{'endpoint':<24}{'no subscriber':>15}{'1 reading sub':>15}{'ratio':>8}{'received':>12}")
@@ -65,6 +93,12 @@ def main() -> None:
         alone, _ = publish_cost(endpoint, with_subscriber=False)
         read, received = publish_cost(endpoint, with_subscriber=True)
         print(f"{endpoint:<24}{alone:>15.1f}{read:>15.1f}{read / alone:>8.2f}{received:>12,}")
+
+    print("\nping round trip over tcp (ms), the contract asks for < 100:")
+    print(f"{'main thread':<24}{'mean':>10}{'worst':>10}")
+    for busy in (False, True):
+        mean, worst = ping_ms(busy)
+        print(f"{'spinning in Python' if busy else 'idle':<24}{mean:>10.2f}{worst:>10.2f}")
 
     envelope = {"v": 1, "run": "bench", "seq": 1, "ts": time.time()}
     print("\nencode / decode (µs/call):")
