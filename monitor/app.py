@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from protocol import SecurityConfig
 from . import api
 from .bridge import Bridge
 from .config import MonitorConfig
-from .hub import Hub
+from .hub import Hub, dumps
 from .link import TrainerLink
 from .security import SecurityHeaders, same_origin
 from .state import MonitorState
@@ -33,10 +32,6 @@ async def index(request: Request) -> Response:
     return FileResponse(STATIC / "index.html", headers={"cache-control": "no-cache"})
 
 
-def _dumps(message: object) -> str:
-    return json.dumps(message, separators=(",", ":"), allow_nan=False)
-
-
 async def live(websocket: WebSocket) -> None:
     """Snapshot on connect, then every message from the hub, until either side leaves."""
     if not same_origin(websocket):
@@ -46,7 +41,7 @@ async def live(websocket: WebSocket) -> None:
     await websocket.accept()
     queue = monitor.hub.subscribe()
     try:
-        await websocket.send_text(_dumps(monitor.state.snapshot()))
+        await websocket.send_text(dumps(monitor.state.snapshot()))
         sender = asyncio.ensure_future(_forward(websocket, queue))
         receiver = asyncio.ensure_future(_drain(websocket))
         _, pending = await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
@@ -59,8 +54,8 @@ async def live(websocket: WebSocket) -> None:
 
 
 async def _forward(websocket: WebSocket, queue: asyncio.Queue) -> None:
-    while (message := await queue.get()) is not None:
-        await websocket.send_text(_dumps(message))
+    while (text := await queue.get()) is not None:
+        await websocket.send_text(text)
     await websocket.close()
 
 
