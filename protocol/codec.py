@@ -48,7 +48,7 @@ class ProtocolError(ValueError):
 
 def encode_message(topic: str, payload: dict[str, Any]) -> list[bytes]:
     """Two PUB frames `[topic, msgpack payload]`; the payload must carry the envelope."""
-    topic_bytes = _check_topic(topic).encode("ascii")
+    topic_bytes = check_topic(topic).encode("ascii")
     _check_payload(topic, payload)
     return [topic_bytes, _pack(payload, f"'{topic}' message")]
 
@@ -84,7 +84,7 @@ def decode_message(frames: list[bytes]) -> tuple[str, dict[str, Any]]:
         topic = raw_topic.decode("ascii")
     except UnicodeDecodeError:
         raise ProtocolError(f"topic {raw_topic[:20]!r} is not ASCII") from None
-    _check_topic(topic)
+    check_topic(topic)
     payload = _unpack(frames[1], f"'{topic}' payload")
     _check_payload(topic, payload)
     return topic, payload
@@ -189,7 +189,8 @@ def _check_reply(reply: Any) -> None:
         raise ProtocolError("reply: ok is false but field 'error' is missing")
 
 
-def _check_topic(topic: Any) -> str:
+def check_topic(topic: Any) -> str:
+    """The topic itself when it is a valid topic name, else ProtocolError."""
     if not isinstance(topic, str) or len(topic) > MAX_TOPIC_BYTES or not _TOPIC_RE.fullmatch(topic):
         raise ProtocolError(f"topic must be 1-{MAX_TOPIC_BYTES} ASCII letters, digits or _.:/-, "
                             f"got {_short(topic)}")

@@ -9,7 +9,7 @@ from typing import Any
 
 import zmq
 
-from protocol.codec import ProtocolError, decode_message, encode_message
+from protocol.codec import ProtocolError, check_topic, decode_message, encode_message
 from protocol.schemas import PROTOCOL_VERSION
 from protocol.security import SecurityConfig
 from protocol.sockets import bound_endpoint, close_socket, open_socket
@@ -107,7 +107,7 @@ class Subscriber:
     ) -> None:
         self.endpoint = endpoint
         self.missed = 0
-        self._topics = frozenset(topics)
+        self._topics = frozenset(check_topic(topic) for topic in topics)
         self._last_seq: dict[str, int] = {}
         self._security = security
         self._sock = open_socket(zmq.SUB, endpoint, bind=bind, security=security, context=context,

@@ -77,6 +77,11 @@ def test_topics_filter_by_exact_name() -> None:
         assert [t for t, _ in drain_all(sub)] == ["status"]
 
 
+def test_a_bad_topic_name_is_refused_before_subscribing() -> None:
+    with pytest.raises(ProtocolError, match="topic must be"):
+        Subscriber(inproc(), topics=["stätus"])
+
+
 def test_an_invalid_payload_raises_and_does_not_use_a_seq(pair) -> None:
     pub, _ = pair
     with pytest.raises(ProtocolError, match="'iteration'"):
