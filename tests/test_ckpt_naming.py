@@ -6,6 +6,8 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ckpt import checkpoint_name, checkpoint_type, parse_step
 
@@ -101,6 +103,27 @@ def test_old_and_new_names_sort_together_by_number():
     assert sorted(names, key=parse_step) == names[::-1]
 
 
-def test_naming_module_does_not_import_torch():
-    code = "import sys, ckpt.naming; assert 'torch' not in sys.modules"
-    subprocess.run([sys.executable, "-c", code], check=True)
+@given(
+    step=st.integers(min_value=0, max_value=10**12),
+    suffix=st.none() | st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_-]{0,12}", fullmatch=True),
+)
+def test_every_name_parses_back_to_its_step_and_type(step, suffix):
+    name = checkpoint_name(step, suffix)
+    assert parse_step(name) == step
+    expected = {None: "regular", "best": "best", "emergency": "emergency"}.get(suffix, suffix)
+    assert checkpoint_type(name) == expected
+
+
+@given(st.lists(st.integers(min_value=0, max_value=9_999_999), min_size=2, max_size=20))
+def test_seven_digit_names_sort_as_text_in_step_order(steps):
+    names = sorted(checkpoint_name(step) for step in steps)
+    assert [parse_step(n) for n in names] == sorted(steps)
+
+
+def test_import_ckpt_and_listing_do_not_load_torch(tmp_path):
+    code = (
+        "import sys, ckpt; ckpt.list_checkpoints(sys.argv[1]); "
+        "assert 'torch' not in sys.modules, 'torch was imported'"
+    )
+    (tmp_path / checkpoint_name(1)).write_bytes(b"not a checkpoint")
+    subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True)
