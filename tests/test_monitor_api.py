@@ -9,6 +9,7 @@ import sys
 
 import pytest
 from starlette.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
 
 from monitor.__main__ import main as monitor_main
 from monitor.app import create_app
@@ -184,6 +185,12 @@ def test_websocket_sends_a_snapshot_first(client: TestClient, state: MonitorStat
     with client.websocket_connect("/ws") as ws:
         first = ws.receive_json()
     assert first["type"] == "snapshot" and first["runs"]["r1"]["status"]["iteration"] == 3
+
+
+def test_websocket_from_another_origin_is_refused(client: TestClient) -> None:
+    with pytest.raises(WebSocketDisconnect):
+        with client.websocket_connect("/ws", headers={"origin": "http://evil.example"}) as ws:
+            ws.receive_json()
 
 
 def test_dashboard_and_its_assets_are_served_locally(client: TestClient) -> None:

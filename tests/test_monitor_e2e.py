@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import zmq
 from starlette.testclient import TestClient
 
 from monitor.app import create_app
 from monitor.config import MonitorConfig, TrainerEndpoints
 from monitor.mock import MockTrainer
 from monitor.state import MonitorState
-from protocol import CommandClient, SecurityConfig, generate_keys
+from protocol import CommandClient, SecurityConfig, encode_message, generate_keys
 
 
 def free_endpoint() -> str:
@@ -156,3 +157,24 @@ def _online(port: int) -> bool:
         return httpx.get(f"http://127.0.0.1:{port}/api/status").json()["trainer_online"]
     except httpx.HTTPError:
         return False
+
+
+def test_garbage_on_the_wire_is_counted_and_the_monitor_keeps_going() -> None:
+    pub = free_endpoint()
+    sock = zmq.Context.instance().socket(zmq.PUB)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.bind(pub)
+    good = encode_message("heartbeat", {"v": 1, "run": "raw", "seq": 1, "ts": 0.0,
+                                        "state": "training", "iteration": 7})
+    config = MonitorConfig(trainers=[TrainerEndpoints(pub, free_endpoint())], command_timeout_ms=300)
+    try:
+        with TestClient(create_app(config)) as client:
+            def garbage_counted() -> bool:
+                sock.send_multipart([b"status", b"\xc1not msgpack"])
+                return client.get("/healthz").json()["malformed"] > 0
+            wait_for(garbage_counted, what="malformed count")
+            sock.send_multipart(good)
+            wait_for(lambda: status(client)["trainer_online"], what="a good frame after garbage")
+            assert client.get("/healthz").json()["malformed_reasons"]
+    finally:
+        sock.close()
