@@ -123,6 +123,17 @@ def save_checkpoint(path: str | os.PathLike[str], state: dict) -> Path:
     return path
 
 
+def _damaged(path: Path) -> bool:
+    """torch reports damage and disallowed objects alike; our reader tells them apart."""
+    try:
+        read_structure(str(path))
+    except UnsafeCheckpointError:
+        return False
+    except CheckpointError:
+        return True
+    return False
+
+
 def load_checkpoint(
     path: str | os.PathLike[str], *, allow_unsafe: bool = False, map_location: Any = "cpu"
 ) -> dict:
@@ -139,7 +150,7 @@ def load_checkpoint(
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "weights only" not in str(exc).lower():
+        if "weights only" not in str(exc).lower() or _damaged(path):
             raise CheckpointError(f"checkpoint {path} is corrupt: {exc}") from exc
         if not allow_unsafe:
             raise UnsafeCheckpointError(
