@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,15 +44,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def url() -> Iterator[str]:
-    mocks = [MockTrainer("demo", status_hz=10, speed=40, validate_s=1.5).start(),
-             MockTrainer(EVIL, status_hz=5, speed=10).start()]
+@contextmanager
+def serving(mocks: list[MockTrainer], **config: Any) -> Iterator[str]:
+    """The monitor under uvicorn on a free port, in a thread, following `mocks`."""
     trainers = [TrainerEndpoints(m.pub_endpoint, m.rep_endpoint) for m in mocks]
     port = free_port()
-    config = uvicorn.Config(create_app(MonitorConfig(trainers=trainers, port=port)),
-                            host="127.0.0.1", port=port, log_level="warning")
-    server = uvicorn.Server(config)
+    app = create_app(MonitorConfig(trainers=trainers, port=port, **config))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -64,6 +63,14 @@ def url() -> Iterator[str]:
         thread.join(timeout=5)
         for m in mocks:
             m.stop()
+
+
+@pytest.fixture(scope="module")
+def url() -> Iterator[str]:
+    mocks = [MockTrainer("demo", status_hz=10, speed=40, validate_s=1.5).start(),
+             MockTrainer(EVIL, status_hz=5, speed=10).start()]
+    with serving(mocks) as address:
+        yield address
 
 
 @pytest.fixture(scope="module")
@@ -140,3 +147,20 @@ def test_a_hostile_run_name_is_shown_as_text_and_runs_no_script(page: Any) -> No
     assert page.locator("img[src='x']").count() == 0
     assert EVIL in page.text_content("#runs-table")
     assert page.dialogs == []
+
+
+def test_token_opened_once_in_the_url_is_kept_for_actions_and_hidden(browser: Any) -> None:
+    with serving([MockTrainer("secured", status_hz=10).start()], token="tok123") as address:
+        with_token = browser.new_page()
+        with_token.goto(address + "?token=tok123")
+        until(lambda: with_token.is_enabled("#btn-save"), "controls enabled")
+        assert "tok123" not in with_token.url
+        with_token.click("#btn-save")
+        until(lambda: with_token.text_content("#action-msg") == "save: accepted", "accepted save")
+        without = browser.new_context().new_page()
+        without.goto(address)
+        until(lambda: without.is_enabled("#btn-save"), "controls enabled")
+        without.click("#btn-save")
+        until(lambda: "token" in without.text_content("#action-msg"), "token refusal")
+        with_token.close()
+        without.context.close()
