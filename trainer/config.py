@@ -15,6 +15,11 @@ from typing import Any
 
 import tomllib
 
+from trainer.adaptive import AdaptiveConfig, ClipConfig
+from trainer.data import DataConfig
+from trainer.losses import LossConfig
+from trainer.schedule import ScheduleConfig
+
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "default.toml"
 
 
@@ -61,53 +66,6 @@ class ModelConfig:
 
 
 @dataclass
-class DataConfig:
-    root: str = ""  # "" = the embedded sample set
-    patch_size: int = 32  # LR patch side for training crops
-    num_workers: int = 0
-    augment: bool = True
-    val_max_images: int = 4
-
-    def __post_init__(self) -> None:
-        _positive_int("data", "patch_size", self.patch_size)
-        _positive_int("data", "num_workers", self.num_workers, zero_ok=True)
-        _positive_int("data", "val_max_images", self.val_max_images)
-
-
-@dataclass
-class OptimConfig:
-    lr_max: float = 4e-4
-    lr_min: float = 1e-6
-    warmup_iters: int = 50
-    weight_decay: float = 1e-3
-    beta1: float = 0.9
-    beta2: float = 0.99
-
-    def __post_init__(self) -> None:
-        _positive_float("optim", "lr_max", self.lr_max)
-        _positive_float("optim", "lr_min", self.lr_min, zero_ok=True)
-        if self.lr_min > self.lr_max:
-            raise ConfigError(f"optim.lr_min ({self.lr_min}) must not exceed optim.lr_max ({self.lr_max})")
-        _positive_int("optim", "warmup_iters", self.warmup_iters, zero_ok=True)
-        _positive_float("optim", "weight_decay", self.weight_decay, zero_ok=True)
-        for key in ("beta1", "beta2"):
-            if not 0.0 <= getattr(self, key) < 1.0:
-                raise ConfigError(f"optim.{key} must be in [0, 1), got {getattr(self, key)!r}")
-
-
-@dataclass
-class LossConfig:
-    w_l1: float = 0.6
-    w_ms: float = 0.2
-    w_grad: float = 0.2
-    adaptive: bool = True
-
-    def __post_init__(self) -> None:
-        for key in ("w_l1", "w_ms", "w_grad"):
-            _positive_float("loss", key, getattr(self, key), zero_ok=True)
-
-
-@dataclass
 class TrainConfig:
     max_iters: int = 300
     batch_size: int = 4
@@ -117,16 +75,17 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     amp: str = "auto"  # auto = bf16 on CUDA when supported, else fp16 + GradScaler; off on CPU
-    clip_start: float = 1.5
-    clip_adaptive: bool = True
+    num_workers: int = 0
+    val_images: int = 4  # comparison images written per validation
+    adaptive_loss: bool = True  # the adaptive loss weights of [adaptive]
 
     def __post_init__(self) -> None:
-        for key in ("max_iters", "batch_size", "accum_steps", "val_every", "save_every"):
+        for key in ("max_iters", "batch_size", "accum_steps", "val_every", "save_every", "val_images"):
             _positive_int("train", key, getattr(self, key))
         _positive_int("train", "seed", self.seed, zero_ok=True)
+        _positive_int("train", "num_workers", self.num_workers, zero_ok=True)
         _choice("train", "device", self.device, ("auto", "cpu", "cuda"))
         _choice("train", "amp", self.amp, ("auto", "bf16", "fp16", "off"))
-        _positive_float("train", "clip_start", self.clip_start)
 
 
 @dataclass
@@ -160,14 +119,25 @@ class TelemetryConfig:
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    adaptive: AdaptiveConfig = field(default_factory=AdaptiveConfig)
+    clip: ClipConfig = field(default_factory=ClipConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+# Keys that follow another section's value; users set the source instead.
+DERIVED = {
+    "data.num_frames": "model.num_frames",
+    "data.scale": "model.scale",
+    "data.many_to_many": "model.name",
+    "schedule.max_iters": "train.max_iters",
+}
 
 
 def _field_types(cls: type) -> dict[str, Any]:
@@ -196,7 +166,7 @@ def known_keys(cls: type = Config, prefix: str = "") -> list[str]:
     for name, hint in _field_types(cls).items():
         if dataclasses.is_dataclass(hint):
             keys += known_keys(hint, f"{prefix}{name}.")
-        else:
+        elif prefix + name not in DERIVED:
             keys.append(prefix + name)
     return keys
 
@@ -217,7 +187,12 @@ def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
             kwargs[name] = _build(hint, value, f"{prefix}{name}.")
         else:
             kwargs[name] = _coerce(prefix + name, value, hint)
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except ValueError as exc:  # a component's own validation
+        raise ConfigError(str(exc)) from None
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -234,6 +209,8 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 
 def _merge(data: dict[str, Any], key: str, value: Any) -> None:
+    if key in DERIVED:
+        raise ConfigError(f"{key} follows {DERIVED[key]}; set that instead")
     if key not in known_keys():
         raise ConfigError(f"unknown key {key!r}; known: {', '.join(known_keys())}")
     section, name = key.split(".", 1)
@@ -265,7 +242,23 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
 
 
 def config_from_dict(data: dict[str, Any]) -> Config:
-    try:
-        return _build(Config, data)
-    except TypeError as exc:  # a dataclass rejected an argument
-        raise ConfigError(str(exc)) from None
+    """Validate a nested dict (TOML layout) into a Config; derived keys are filled in here."""
+    for key, source in DERIVED.items():
+        section, name = key.split(".")
+        if isinstance(data.get(section), dict) and name in data[section]:
+            raise ConfigError(f"{key} follows {source}; set that instead")
+    data = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    model = _build(ModelConfig, data.get("model", {}), "model.")
+    train = _build(TrainConfig, data.get("train", {}), "train.")
+    data.setdefault("data", {}).update(num_frames=model.num_frames, scale=model.scale)
+    data["data"]["many_to_many"] = _many_to_many(model.name)
+    data.setdefault("schedule", {})["max_iters"] = train.max_iters
+    return _build(Config, data)
+
+
+def _many_to_many(name: str) -> bool:
+    from trainer import models
+
+    if name not in models.MODEL_INFO:
+        raise ConfigError(f"model.name must be one of {', '.join(models.known_models())}; got {name!r}")
+    return bool(models.MODEL_INFO[name]["many_to_many"])

@@ -16,19 +16,21 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from trainer.config import Config, ConfigError
+from trainer.config import Config
 
 ACTIONS = ("validate", "pause", "resume", "save", "stop", "set")
 KEYS = {"p": "toggle_pause", "v": "validate", "c": "save", "q": "stop"}
 
 # Knobs that are safe to change while training: dotted config key -> type.
 SETTABLE: dict[str, type] = {
-    "optim.lr_max": float,
-    "optim.lr_min": float,
+    "schedule.lr_max": float,
+    "schedule.lr_min": float,
     "train.val_every": int,
     "train.save_every": int,
-    "train.clip_start": float,
-    "train.clip_adaptive": bool,
+    "clip.start": float,
+    "clip.adaptive": bool,
+    "clip.momentum": float,
+    "clip.percentile": float,
 }
 
 
@@ -54,7 +56,7 @@ def with_setting(cfg: Config, key: str, value: Any) -> Config:
     section, name = key.split(".")
     try:
         part = dataclasses.replace(getattr(cfg, section), **{name: value})
-    except ConfigError as exc:
+    except ValueError as exc:  # ConfigError or a component's own validation
         raise ValueError(str(exc)) from None
     return dataclasses.replace(cfg, **{section: part})
 

@@ -59,7 +59,7 @@ class Trainer:
                 if self._handle_commands():
                     return self._stop()
                 # learning rate for this step (a pure function of the step)
-                lr = p.lr_at(self.step, self.cfg.optim)
+                lr = p.lr(self.step)
                 for group in p.optimizer.param_groups:
                     group["lr"] = lr
                 # forward/backward with gradient accumulation, then clip and step
@@ -93,16 +93,16 @@ class Trainer:
             target = batch["gt"].to(p.device, non_blocking=True)  # (B, 3, H, W) or (B, T, 3, H, W)
             with p.no_sync(micro < accum - 1), p.autocast():
                 pred = p.model(frames)
-                loss = p.loss_fn(pred, target) / accum
-            p.scaler.scale(loss).backward()
-            total += loss.detach()
+                loss, parts = p.loss_fn(pred, target)
+            p.scaler.scale(loss / accum).backward()
+            total += loss.detach() / accum
         p.scaler.unscale_(p.optimizer)
         grad_norm = p.clip(p.model.parameters())
         p.scaler.step(p.optimizer)
         p.scaler.update()
         p.optimizer.zero_grad(set_to_none=True)
-        p.after_step(self.step + 1, pred.detach(), target)
-        return total, {"grad_norm": grad_norm}
+        p.after_step(self.step + 1, pred.detach(), target, total)
+        return total, {"grad_norm": grad_norm, "losses": parts}
 
     # ---- commands -------------------------------------------------------------
     def _handle_commands(self) -> bool:
@@ -182,6 +182,7 @@ class Trainer:
             restore_rng(rng)
             unwrap(p.model).train()
         tel.validation(self.step, metrics, image)
+        p.observe_quality(self.step, metrics["quality"])
         improved = p.best_score is None or metrics["quality"] > p.best_score
         if improved:
             p.best_score = tel.best_score = metrics["quality"]
@@ -198,8 +199,9 @@ class Trainer:
         if not p.dist.is_main:
             return None
         path = p.run_dir / ckpt.checkpoint_name(self.step, None if kind == "regular" else kind)
+        p.writer.wait()  # the reused snapshot buffers must not change under a running write
         state = capture_state(step=self.step, epoch=p.batches.epoch, kind=kind, model=p.model,
-                              optimizer=p.optimizer, extra=p.extra_state())
+                              optimizer=p.optimizer, extra=p.extra_state(), buffers=p.buffers)
         if sync:
             p.writer.save_now(path, state)
         else:

@@ -24,7 +24,7 @@ from trainer.console import Console, choose_checkpoint, is_tty
 from trainer.control import ACTIONS, Controller, KeyReader, validate_set_args
 from trainer.distributed import DistInfo, ShardedSampler, init_distributed, local_device, wrap_model
 from trainer.runlog import RunLog
-from trainer.snapshot import BackgroundWriter, restore_state, unwrap
+from trainer.snapshot import BackgroundWriter, SnapshotBuffers, restore_state, unwrap
 from trainer.telemetry import Telemetry
 
 
@@ -60,7 +60,7 @@ class BatchStream:
 
     def _loader(self) -> Iterator[Any]:
         sampler = ShardedSampler(self.sampler, self.dist) if self.dist.enabled else self.sampler
-        workers = self.cfg.data.num_workers
+        workers = self.cfg.train.num_workers
         loader = DataLoader(self.dataset, batch_size=self.cfg.train.batch_size, sampler=sampler,
                             num_workers=workers, pin_memory=torch.cuda.is_available(),
                             persistent_workers=False, generator=torch.Generator(),
@@ -136,6 +136,7 @@ class RunParts:
             keys.start()
             self.console.info("Keys: [P] pause/resume  [V] validate  [C] checkpoint  [Q] save and quit")
         self.writer = BackgroundWriter(on_saved=self._on_saved, on_error=self._on_save_error)
+        self.buffers = SnapshotBuffers()
 
     def _build_training(self, cfg: Config) -> None:
         self.telemetry.event("loading", f"Loading data ({cfg.data.root or 'embedded sample set'})")
@@ -144,15 +145,14 @@ class RunParts:
         self.val_loader = DataLoader(val_ds, batch_size=1, shuffle=False, num_workers=0)
         self.model_name, self.model_kwargs = cfg.model.name, cfg.model.kwargs()
         self.model = models.build(self.model_name, **self.model_kwargs).to(self.device)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.optim.lr_max,
-                                           weight_decay=cfg.optim.weight_decay,
-                                           betas=(cfg.optim.beta1, cfg.optim.beta2))
+        self.optimizer = schedule.build_optimizer(self.model, cfg.schedule)
         self.dtype = amp_dtype(cfg.train.amp, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
-        self.loss_fn = losses.build_loss(cfg.loss).to(self.device)
-        self.clipper = adaptive.AdaptiveClipper(start=cfg.train.clip_start, enabled=cfg.train.clip_adaptive)
-        self.adaptive = adaptive.AdaptiveLossWeights(self.loss_fn) if cfg.loss.adaptive else None
-        self.lr_at = schedule.lr_at
+        initial = losses.LossWeights(cfg.loss.w_l1, cfg.loss.w_ms, cfg.loss.w_grad, cfg.loss.w_perc)
+        self.adaptive = adaptive.AdaptiveLossWeights(initial, cfg.adaptive) if cfg.train.adaptive_loss else None
+        self.loss_fn = losses.build_loss(cfg.loss, weights=self.adaptive).to(self.device)
+        self.clipper = adaptive.AdaptiveClipper(cfg.clip)
+        self.boost = schedule.PlateauBoost(cfg.schedule)
 
     def _choose_resume(self, opts: Any) -> dict[str, Any] | None:
         if not self.dist.is_main:
@@ -171,6 +171,8 @@ class RunParts:
         self.telemetry.best_score = self.best_score
         if train_state.get("clipper"):
             self.clipper.load_state_dict(train_state["clipper"])
+        if (state.get("scheduler_state_dict") or {}).get("plateau_boost"):
+            self.boost.load_state_dict(state["scheduler_state_dict"]["plateau_boost"])
         if self.adaptive is not None and train_state.get("adaptive_loss"):
             self.adaptive.load_state_dict(train_state["adaptive_loss"])
         if state.get("data_state"):
@@ -193,34 +195,42 @@ class RunParts:
             return self.model.no_sync()
         return contextlib.nullcontext()
 
+    def lr(self, step: int) -> float:
+        """This step's LR from the live schedule settings and the plateau boost."""
+        return schedule.lr_at(step, self.get_cfg().schedule, boost_start=self.boost.start)
+
     def clip(self, params: Any) -> torch.Tensor:
-        norm = torch.nn.utils.clip_grad_norm_(list(params), self.clipper.threshold)
-        self.clipper.update(norm)
+        norm = torch.nn.utils.clip_grad_norm_(list(params), self.clipper.clip)
+        self.clipper.observe(norm)
         return norm
 
-    def after_step(self, step: int, pred: torch.Tensor, target: torch.Tensor) -> None:
-        if self.adaptive is not None:
-            self.adaptive.update(step, pred, target)
+    def after_step(self, step: int, pred: torch.Tensor, target: torch.Tensor, loss: torch.Tensor) -> None:
+        if self.adaptive is not None and self.adaptive.observe(step, pred, target, loss):
+            self.telemetry.event("loss_weights", f"Adaptive loss weights now {self.adaptive.current()}",
+                                 step=step, **self.adaptive.current())
+
+    def observe_quality(self, step: int, quality: float) -> None:
+        if self.boost.observe(step, quality):
+            self.telemetry.event("lr_boost", f"Validation quality on a plateau: LR boost from step {step}",
+                                 step=step)
 
     def run_validation(self, step: int) -> tuple[dict[str, Any], bytes | None]:
         cfg = self.get_cfg()
         out_dir = self.run_dir / "validation" / f"step_{step:07d}"
         result = validation.validate(unwrap(self.model), self.val_loader, self.device, out_dir=out_dir,
-                                     max_images=cfg.data.val_max_images)
-        metrics = {k: float(getattr(result, k)) for k in (
-            "psnr", "ssim", "quality", "baseline_psnr", "baseline_ssim", "baseline_quality")}
-        metrics["improvement"] = metrics["quality"] - metrics["baseline_quality"]
-        return metrics, getattr(result, "comparison_png", None)
+                                     max_images=cfg.train.val_images, amp=cfg.train.amp,
+                                     loss_fn=self.loss_fn)
+        return result.metrics(), result.comparison_png or None
 
     def extra_state(self) -> dict[str, Any]:
         cfg = self.get_cfg()
-        loss = self.telemetry.latest_status().get("total_loss")
+        loss = self.last_metrics.get("loss", self.telemetry.latest_status().get("total_loss"))
         quality = self.last_metrics.get("quality")
         return {
             "model_name": self.model_name, "model_kwargs": self.model_kwargs, "config": cfg.to_dict(),
             "metrics": {"quality": quality, "loss": loss, "psnr": self.last_metrics.get("psnr"),
                         "ssim": self.last_metrics.get("ssim"), "ki_quality": quality, "val_loss": loss},
-            "scheduler_state_dict": {"kind": "lr_at", "optim": vars(cfg.optim)},
+            "scheduler_state_dict": {"kind": "lr_at", "plateau_boost": self.boost.state_dict()},
             "scaler_state_dict": self.scaler.state_dict() if self.scaler.is_enabled() else None,
             "train_state": {"best_score": self.best_score, "clipper": self.clipper.state_dict(),
                             "adaptive_loss": self.adaptive.state_dict() if self.adaptive else None},
@@ -228,7 +238,9 @@ class RunParts:
         }
 
     def on_config_change(self, cfg: Config) -> None:
-        self.clipper.configure(start=cfg.train.clip_start, enabled=cfg.train.clip_adaptive)
+        if cfg.clip.start != self.clipper.cfg.start:
+            self.clipper.clip = float(cfg.clip.start)
+        self.clipper.cfg = cfg.clip
 
     # ---- checkpoint writer callbacks (writer thread) -------------------------------------
     def _on_saved(self, path: Path, state: dict[str, Any]) -> None:

@@ -34,6 +34,37 @@ def to_cpu(obj: Any) -> Any:
     return obj
 
 
+class SnapshotBuffers:
+    """CPU buffers reused from one snapshot to the next.
+
+    Copying into memory that is already mapped is several times faster than fresh
+    clones (no page faults), and pinned buffers let GPU tensors copy asynchronously.
+    A snapshot's tensors are only valid until the next `copy`: wait for its write first.
+    """
+
+    def __init__(self) -> None:
+        self._bufs: dict[tuple[Any, ...], torch.Tensor] = {}
+
+    def copy(self, obj: Any, key: tuple[Any, ...] = ()) -> Any:
+        if isinstance(obj, torch.Tensor):
+            buf = self._bufs.get(key)
+            if buf is None or buf.shape != obj.shape or buf.dtype != obj.dtype:
+                pin = obj.is_cuda and torch.cuda.is_available()
+                buf = self._bufs[key] = torch.empty(obj.shape, dtype=obj.dtype, pin_memory=pin)
+            return buf.copy_(obj.detach(), non_blocking=obj.is_cuda)
+        if isinstance(obj, dict):
+            return {k: self.copy(v, (*key, k)) for k, v in obj.items()}
+        if isinstance(obj, (list, tuple)):
+            return type(obj)(self.copy(v, (*key, i)) for i, v in enumerate(obj))
+        return obj
+
+    def capture(self, obj: Any, key: str) -> Any:
+        out = self.copy(obj, (key,))
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            torch.cuda.synchronize()  # the non-blocking copies are complete
+        return out
+
+
 def capture_rng() -> dict[str, Any]:
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     version, internal, gauss_next = random.getstate()
@@ -58,19 +89,22 @@ def restore_rng(state: dict[str, Any]) -> None:
 
 
 def capture_state(*, step: int, epoch: int, kind: str, model: torch.nn.Module,
-                  optimizer: torch.optim.Optimizer, extra: dict[str, Any]) -> dict[str, Any]:
+                  optimizer: torch.optim.Optimizer, extra: dict[str, Any],
+                  buffers: SnapshotBuffers | None = None) -> dict[str, Any]:
     """A complete, CPU-resident checkpoint dict (see docs/internal-interfaces.md).
 
     `extra` holds the remaining named parts: model_name, model_kwargs, config, metrics,
     scheduler_state_dict, scaler_state_dict, train_state, data_state.
+    With `buffers`, weights and optimizer state are copied into reused memory.
     """
+    copy = (lambda obj, key: buffers.capture(obj, key)) if buffers else (lambda obj, key: to_cpu(obj))
     state = {
         "step": step,
         "epoch": epoch,
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "type": kind,
-        "model_state_dict": to_cpu(unwrap(model).state_dict()),
-        "optimizer_state_dict": to_cpu(optimizer.state_dict()),
+        "model_state_dict": copy(unwrap(model).state_dict(), "model"),
+        "optimizer_state_dict": copy(optimizer.state_dict(), "optimizer"),
         "rng_state": capture_rng(),
     }
     state.update(to_cpu(extra))

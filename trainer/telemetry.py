@@ -108,7 +108,11 @@ class Telemetry:
             values = {"loss": latest["total_loss"], "lr": latest["learn_rate"],
                       "iter_speed": latest["iter_speed"], "gpu_memory": latest["gpu_memory"]}
             for key, value in extra.items():
-                values[key] = _scalar(value)
+                value = _scalar(value)
+                if isinstance(value, dict):
+                    values.update({f"{key}_{k}": v for k, v in value.items()})
+                else:
+                    values[key] = value
             self.runlog.metrics("train", iteration, values)
 
     def publish_status(self, *, force: bool = False) -> None:
@@ -208,6 +212,9 @@ HISTORY_FIELDS = ("iteration", "total_loss", "learn_rate", "iter_speed", "timest
 
 
 def _scalar(value: Any) -> Any:
+    """Plain numbers from tensors (a device sync: only when publishing or logging)."""
     if isinstance(value, torch.Tensor):
         return float(value.detach().float().item())
+    if isinstance(value, dict):
+        return {k: _scalar(v) for k, v in value.items()}
     return value
