@@ -77,6 +77,7 @@ class TrainConfig:
     amp: str = "auto"  # auto = bf16 on CUDA when supported, else fp16 + GradScaler; off on CPU
     num_workers: int = 0
     val_images: int = 4  # comparison images written per validation
+    val_limit: int = 0  # validate on the first N validation samples only (0 = all)
     adaptive_loss: bool = True  # the adaptive loss weights of [adaptive]
 
     def __post_init__(self) -> None:
@@ -84,6 +85,7 @@ class TrainConfig:
             _positive_int("train", key, getattr(self, key))
         _positive_int("train", "seed", self.seed, zero_ok=True)
         _positive_int("train", "num_workers", self.num_workers, zero_ok=True)
+        _positive_int("train", "val_limit", self.val_limit, zero_ok=True)
         _choice("train", "device", self.device, ("auto", "cpu", "cuda"))
         _choice("train", "amp", self.amp, ("auto", "bf16", "fp16", "off"))
 

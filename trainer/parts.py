@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 import ckpt
 import protocol
@@ -141,6 +141,8 @@ class RunParts:
     def _build_training(self, cfg: Config) -> None:
         self.telemetry.event("loading", f"Loading data ({cfg.data.root or 'embedded sample set'})")
         train_ds, val_ds = data.build_datasets(cfg.data)
+        if cfg.train.val_limit:
+            val_ds = Subset(val_ds, range(min(cfg.train.val_limit, len(val_ds))))
         self.batches = BatchStream(train_ds, cfg, self.dist)
         self.val_loader = DataLoader(val_ds, batch_size=1, shuffle=False, num_workers=0)
         self.model_name, self.model_kwargs = cfg.model.name, cfg.model.kwargs()
