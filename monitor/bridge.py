@@ -87,7 +87,9 @@ class Bridge:
         try:
             for command in SYNC_COMMANDS:
                 reply = await self._quiet(run, command)
-                if reply is not None:
+                if reply is None:
+                    break  # unreachable: don't queue more timeouts ahead of user actions
+                if reply.get("ok"):
                     self.adopt(run, command, reply)
         finally:
             self._syncing.discard(run)
@@ -98,7 +100,7 @@ class Bridge:
 
     async def refresh_checkpoints(self, run: str) -> list[Any] | None:
         reply = await self._quiet(run, "checkpoints")
-        if reply is None:
+        if reply is None or not reply.get("ok"):
             return None
         self.adopt(run, "checkpoints", reply)
         known = self.state.run(run)
@@ -107,12 +109,12 @@ class Bridge:
         return checkpoints
 
     async def _quiet(self, run: str, command: str) -> dict[str, Any] | None:
+        """The reply, or None (logged) when the trainer cannot be reached."""
         try:
-            reply = await self.command(run, command)
+            return await self.command(run, command)
         except (TrainerUnavailable, BadReply) as exc:
             log.info("sync %s: %s", run, exc)
             return None
-        return reply if reply.get("ok") else None
 
     def adopt(self, run: str, command: str, reply: dict[str, Any]) -> None:
         known = self.state.run(run)

@@ -63,7 +63,7 @@ class MonitorState:
     def _ingest(self, topic: str, payload: Any, source: str) -> Update:
         if not isinstance(payload, dict):
             raise ValueError(f"payload must be a map, got {type(payload).__name__}")
-        name = require_str(payload, "run")
+        name = self._key(require_str(payload, "run"), source)
         seq = require_int(payload, "seq")
         run, is_new = self._run_for(name, source)
         was_online = self.is_online(name)
@@ -79,6 +79,13 @@ class MonitorState:
         checkpoints = topic == "event" and "checkpoint" in str(payload.get("kind", ""))
         sync = is_new or restarted or not was_online
         return Update(name, topic, data, needs_sync=sync, checkpoints_changed=checkpoints)
+
+    def _key(self, name: str, source: str) -> str:
+        """Two live trainers that use the same run name are kept apart as `name @ source`."""
+        run = self.runs.get(name)
+        if run is not None and run.source != source and self.is_online(name):
+            return f"{name} @ {source}"
+        return name
 
     def _run_for(self, name: str, source: str) -> tuple[RunState, bool]:
         run = self.runs.get(name)

@@ -151,3 +151,14 @@ def test_trainer_history_replaces_ours_but_keeps_newer_points() -> None:
     assert run is not None
     run.replace_history([{"iteration": i, "total_loss": 1.0} for i in range(0, 100, 10)], None)
     assert [p["iteration"] for p in run.history.points()] == [*range(0, 100, 10), 100]
+
+
+def test_two_live_trainers_with_the_same_run_name_are_kept_apart() -> None:
+    state = MonitorState()
+    state.ingest("status", status(1, 10, run="default"), source="tcp://a:5555")
+    state.ingest("status", status(1, 99, run="default"), source="tcp://b:5555")
+    state.ingest("status", status(2, 11, run="default"), source="tcp://a:5555")
+    state.ingest("status", status(2, 100, run="default"), source="tcp://b:5555")
+    assert state.status("default")["iteration"] == 11
+    assert state.status("default @ tcp://b:5555")["iteration"] == 100
+    assert state.health()["seq_gaps"] == 0
