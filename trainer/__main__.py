@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     from trainer.distributed import env_info
-    from trainer.loop import RunOptions, train
+    from trainer.loop import USER_ERRORS, RunOptions, train
 
     opts = RunOptions(run_dir=Path(args.run_dir), resume=args.resume, pub=args.pub, rep=args.rep,
                       keys=args.keys, insecure=args.insecure)
@@ -113,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         return train(cfg, opts)
+    except USER_ERRORS as exc:  # bad input, not a bug: one clear line, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     finally:
         stop_monitor(monitor)
         if env_info().is_main:

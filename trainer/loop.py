@@ -16,11 +16,18 @@ from typing import Any
 import torch
 
 import ckpt
-from trainer.config import Config
+import protocol
+from trainer.config import Config, ConfigError
+from trainer.console import ResumeError
 from trainer.control import Action, with_setting
+from trainer.data import DataError
 from trainer.distributed import sync_actions
 from trainer.parts import RunParts, build_run
 from trainer.snapshot import capture_rng, capture_state, restore_rng, unwrap
+
+# Errors that mean "fix your input", reported as one line by `python -m trainer`.
+USER_ERRORS = (ConfigError, ResumeError, DataError, protocol.SecurityError, protocol.EndpointError,
+               ckpt.CheckpointError)
 
 
 @dataclass

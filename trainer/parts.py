@@ -20,7 +20,7 @@ import ckpt
 import protocol
 from trainer import adaptive, data, losses, models, schedule, validation
 from trainer.config import Config
-from trainer.console import Console, choose_checkpoint, is_tty
+from trainer.console import Console, ResumeError, choose_checkpoint, is_tty
 from trainer.control import ACTIONS, Controller, KeyReader, validate_set_args
 from trainer.distributed import DistInfo, ShardedSampler, init_distributed, local_device, wrap_model
 from trainer.runlog import RunLog
@@ -96,13 +96,18 @@ class RunParts:
         self.device = local_device(self.device, self.dist)
         torch.manual_seed(cfg.train.seed)
         self.start_step, self.best_score, self.last_metrics = 0, None, {}
-        self._closers: list[Callable[[], None]] = []
-        self._build_reporting(cfg, opts)
-        self._build_training(cfg)
-        entry = self._choose_resume(opts)
-        if entry is not None:
-            self._resume(Path(entry["path"]))
-        self.model = wrap_model(self.model, self.dist, self.device)
+        self.publisher = self.runlog = self.writer = None
+        self.controller, self.telemetry, self.console = Controller(), None, None
+        try:
+            self._build_reporting(cfg, opts)
+            self._build_training(cfg)
+            entry = self._choose_resume(opts)
+            if entry is not None:
+                self._resume(Path(entry["path"]))
+            self.model = wrap_model(self.model, self.dist, self.device)
+        except BaseException:
+            self.close()  # sockets, key reader (terminal mode), log files
+            raise
 
     # ---- building ---------------------------------------------------------------
     def _build_reporting(self, cfg: Config, opts: Any) -> None:
@@ -165,7 +170,11 @@ class RunParts:
 
     def _resume(self, path: Path) -> None:
         state = ckpt.load_checkpoint(path)
-        restore_state(state, model=self.model, optimizer=self.optimizer)
+        self._check_model(path, state)
+        try:
+            restore_state(state, model=self.model, optimizer=self.optimizer)
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise ResumeError(f"cannot resume from {path}: {exc}") from None
         if state.get("scaler_state_dict"):
             self.scaler.load_state_dict(state["scaler_state_dict"])
         train_state = state.get("train_state") or {}
@@ -184,6 +193,16 @@ class RunParts:
         self.telemetry.iteration = self.start_step
         self.console.info(f"Resumed from {path.name} (step {self.start_step}, best quality "
                           f"{'-' if self.best_score is None else f'{self.best_score:.2%}'})")
+
+    def _check_model(self, path: Path, state: dict[str, Any]) -> None:
+        name, kwargs = state.get("model_name"), state.get("model_kwargs")
+        if name is None or (name, kwargs) == (self.model_name, self.model_kwargs):
+            return
+        settings = " ".join(f"--set model.{k}={v}" for k, v in (kwargs or {}).items())
+        raise ResumeError(f"{path.name} holds a {name!r} model with {kwargs}, but this run is configured "
+                          f"for {self.model_name!r} with {self.model_kwargs}. Resume with the same "
+                          f"settings (--set model.name={name} {settings}) or start a new run "
+                          f"(--resume never).")
 
     # ---- used by the loop ---------------------------------------------------------
     def autocast(self) -> contextlib.AbstractContextManager:
@@ -271,14 +290,10 @@ class RunParts:
         }
 
     def close(self) -> None:
-        self.writer.wait()
-        self.controller.close()
-        self.telemetry.close()
-        if self.publisher is not None:
-            self.publisher.close()
-        if self.runlog is not None:
-            self.runlog.close()
-        self.console.close()
+        """Release everything built so far (also after a failed build)."""
+        for part in (self.writer, self.controller, self.telemetry, self.publisher, self.runlog, self.console):
+            if part is not None:
+                part.close()
         sys.stdout.flush()
 
 

@@ -1,0 +1,119 @@
+"""`python -m trainer` as users run it: real sockets, real signals, real files."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+import ckpt
+import protocol
+
+TINY = ["--set", "model.n_feats=4", "--set", "model.n_blocks=2", "--set", "data.patch_size=8",
+        "--set", "train.batch_size=1", "--set", "train.val_limit=2", "--set", "train.val_images=1",
+        "--set", "telemetry.tensorboard=false", "--no-monitor", "--device", "cpu"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_trainer(run_dir, *extra: str) -> tuple[subprocess.Popen, str, str]:
+    pub, rep = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+    cmd = [sys.executable, "-m", "trainer", "--run-dir", str(run_dir), "--pub", pub, "--rep", rep,
+           "--max-iters", "100000", "--val-every", "100000", "--save-every", "100000", *TINY, *extra]
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    return proc, pub, rep
+
+
+def wait_for(sub: protocol.Subscriber, pred, timeout: float = 60.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        msg = sub.recv(200)
+        if msg is not None and pred(*msg):
+            return msg[1]
+    raise AssertionError("expected message never arrived")
+
+
+@pytest.fixture
+def trainer(tmp_path):
+    proc, pub, rep = start_trainer(tmp_path / "run")
+    sub = protocol.Subscriber(pub)
+    client = protocol.CommandClient(rep, timeout_ms=3000, retries=2)
+    yield proc, sub, client, tmp_path / "run"
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    sub.close()
+    client.close()
+
+
+def test_remote_commands_steer_a_running_trainer_and_stop_saves_then_exits_0(trainer):
+    proc, sub, client, run_dir = trainer
+    wait_for(sub, lambda t, m: t == "status" and m["iteration"] >= 2)
+    assert client.request("ping")["ok"]
+    status = client.request("status")["status"]
+    assert status["is_training"] and status["max_iterations"] == 100000
+    bad = client.request("set", {"key": "model.n_feats", "value": 8})
+    assert not bad["ok"] and "cannot be set" in bad["error"]
+    assert client.request("set", {"key": "train.val_every", "value": 50})["ok"]
+    wait_for(sub, lambda t, m: t == "event" and m["kind"] == "set")
+    assert client.request("pause")["ok"]
+    paused = wait_for(sub, lambda t, m: t == "status" and m["is_paused"])
+    wait_for(sub, lambda t, m: t == "heartbeat" and m["state"] == "paused")
+    assert client.request("save")["ok"]  # served while paused
+    saved = wait_for(sub, lambda t, m: t == "event" and m["kind"] == "checkpoint_saved")
+    assert saved["data"]["step"] == paused["iteration"]
+    listed = client.request("checkpoints")["checkpoints"]
+    assert [c["step"] for c in listed] == [paused["iteration"]]
+    assert client.request("history")["history"]
+    assert client.request("resume")["ok"]
+    wait_for(sub, lambda t, m: t == "status" and m["iteration"] > paused["iteration"])
+    assert client.request("stop")["ok"]
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    last = ckpt.select_checkpoint(run_dir, "latest")
+    assert last["step"] > paused["iteration"] and last["type"] == "regular"
+    log = (run_dir / "training.log").read_text()
+    for kind in ("started", "paused", "resumed", "set", "checkpoint_saved", "stopping"):
+        assert kind in log
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_saves_an_emergency_checkpoint_with_the_real_step(tmp_path, sig):
+    proc, pub, _ = start_trainer(tmp_path / "run")
+    sub = protocol.Subscriber(pub)
+    try:
+        wait_for(sub, lambda t, m: t == "status" and m["iteration"] >= 3)
+        proc.send_signal(sig)
+        if sig == signal.SIGINT:
+            time.sleep(0.05)
+            proc.send_signal(sig)  # a second Ctrl-C while stopping/saving changes nothing
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        sub.close()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + sig, out
+    entries = ckpt.list_checkpoints(tmp_path / "run")
+    assert [e["type"] for e in entries] == ["emergency"] and entries[0]["status"] == "ok"
+    assert entries[0]["step"] >= 3
+    state = ckpt.load_checkpoint(entries[0]["path"])
+    assert state["step"] == entries[0]["step"] and state["data_state"]["position"] > 0
+    assert not [p for p in (tmp_path / "run").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_bad_config_is_one_clear_line_without_traceback(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "trainer", "--run-dir", str(tmp_path), "--no-monitor",
+                          "--set", "train.batch_size=-1"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert "train.batch_size must be a positive int, got -1" in out.stderr
+    assert "Traceback" not in out.stderr
