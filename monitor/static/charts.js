@@ -6,9 +6,15 @@ window.VsrCharts = ($) => {
   const AXIS = { stroke: "#8b93a7", grid: { stroke: "#2a2f3e", width: 1 }, ticks: { stroke: "#2a2f3e" } };
   const made = {};
 
-  const tick = (v) => (v == null ? "" : v === 0 ? "0" : Math.abs(v) < 0.01 || Math.abs(v) >= 1e5
-    ? v.toExponential(0) : String(Number(v.toPrecision(3))));
-  const YAXIS = { ...AXIS, size: 56, values: (u, splits) => splits.map(tick) };
+  // y labels: exponents for tiny values, else as many decimals as the tick step needs
+  function yTicks(u, splits) {
+    const log = u.scales.y.distr === 3;
+    const step = splits.length > 1 ? Math.abs(splits[1] - splits[0]) || 1 : 1;
+    const decimals = Math.min(6, Math.max(0, -Math.floor(Math.log10(step))));
+    return splits.map((v) => (v == null ? "" : v !== 0 && Math.abs(v) < 1e-3 ? v.toExponential(0)
+      : log ? String(Number(v.toPrecision(2))) : v.toFixed(decimals)));
+  }
+  const YAXIS = { ...AXIS, size: 56, values: yTicks };
   const positive = (v) => (typeof v === "number" && v > 0 ? v : null);
   const finite = (v) => (typeof v === "number" && isFinite(v) ? v : null);
 
