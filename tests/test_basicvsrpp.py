@@ -15,7 +15,7 @@ TINY = {"mid_channels": 16, "num_blocks": 1, "hr_channels": 8}
 
 
 @pytest.fixture(autouse=True)
-def _one_torch_thread():
+def one_torch_thread():
     """Two OpenMP threads on a busy 2-core machine spin-wait badly; one thread is steady."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

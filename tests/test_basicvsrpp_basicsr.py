@@ -10,16 +10,8 @@ import pytest
 import torch
 
 from bench.bench_basicvsrpp import build_basicsr, load_basicsr_reference
+from tests.test_basicvsrpp import one_torch_thread  # noqa: F401 - autouse fixture
 from trainer.models import build
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Two OpenMP threads on a busy 2-core machine spin-wait badly; one thread is steady."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

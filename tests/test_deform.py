@@ -7,16 +7,8 @@ import math
 import pytest
 import torch
 
+from tests.test_basicvsrpp import one_torch_thread  # noqa: F401 - autouse fixture
 from trainer.models.deform import ModulatedDeformConv2d, modulated_deform_conv2d
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Two OpenMP threads on a busy 2-core machine spin-wait badly; one thread is steady."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _bilinear(img: torch.Tensor, y: float, x: float) -> torch.Tensor:
