@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+
 import pytest
 import torch
 
@@ -52,8 +55,17 @@ def _assert_same_training_state(a: dict, b: dict) -> None:
     assert a["train_state"] == b["train_state"] and a["data_state"] == b["data_state"]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Two torch threads spin badly on a busy 2-core box; these models are tiny."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
-def straight(tmp_path_factory) -> dict:
+def straight(tmp_path_factory, one_thread) -> dict:
     run_dir = tmp_path_factory.mktemp("straight")
     assert _trainer(run_dir).run() == 0
     return _final_state(run_dir)
@@ -71,3 +83,26 @@ def test_stop_and_resume_gives_bit_identical_weights(tmp_path, straight, workers
     b = _final_state(split)
     assert straight["step"] == b["step"] == 6
     _assert_same_training_state(straight, b)
+
+
+class CtrlCTwiceAt(StopAt):
+    """Delivers SIGINT twice at the top of iteration `step`, as an impatient user would."""
+
+    def drain(self) -> list[Action]:
+        if self.trainer.step == self.step:
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+        return []
+
+
+def test_ctrl_c_twice_leaves_one_exact_emergency_checkpoint(tmp_path, straight):
+    run_dir = tmp_path / "run"
+    trainer = _trainer(run_dir)
+    trainer.p.controller = CtrlCTwiceAt(trainer, 3)
+    assert trainer.run() == 128 + signal.SIGINT
+    assert signal.getsignal(signal.SIGINT) is not None  # the trainer's handler is gone again
+    entries = ckpt.list_checkpoints(run_dir)
+    assert [(e["step"], e["type"], e["status"]) for e in entries] == [(3, "emergency", "ok")]
+    resumed = _trainer(run_dir, resume="latest")
+    assert resumed.step == 3 and resumed.run() == 0
+    _assert_same_training_state(straight, _final_state(run_dir))

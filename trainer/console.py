@@ -67,7 +67,7 @@ class Console:
                     f"ETA {status['time_remaining']}", refresh=False)
         elif now - self._last_line >= self.log_every_s or iteration >= self.total:
             self._last_line = now
-            print(status_line(status), flush=True)
+            print(status_line({**status, "iteration": iteration}), flush=True)
 
     def close(self) -> None:
         if self.bar is not None:

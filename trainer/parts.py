@@ -82,6 +82,10 @@ class BatchStream:
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.sampler.load_state_dict(state)
+        self.close()
+
+    def close(self) -> None:
+        """Drop the endless iterator; CPython frees it at once, which stops its worker processes."""
         self._iter, self._pending = None, 0
 
 
@@ -291,7 +295,9 @@ class RunParts:
 
     def close(self) -> None:
         """Release everything built so far (also after a failed build)."""
-        for part in (self.writer, self.controller, self.telemetry, self.publisher, self.runlog, self.console):
+        parts = (self.writer, self.controller, self.telemetry, self.publisher, self.runlog, self.console,
+                 getattr(self, "batches", None))
+        for part in parts:
             if part is not None:
                 part.close()
         sys.stdout.flush()
