@@ -232,6 +232,8 @@ class Trainer:
     def close(self) -> None:
         self.p.telemetry.set_state("stopped")
         self.p.close()
+        if self.p.dist.enabled:
+            print(f"[rank {self.p.dist.rank}] stopped at step {self.step}", flush=True)
         for sig, old in getattr(self, "_old_handlers", {}).items():
             signal.signal(sig, old)
 

@@ -1,0 +1,43 @@
+"""`torchrun --nproc-per-node 2 -m trainer` on CPU (gloo): commands reach every rank at the same step."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+import ckpt
+import protocol
+from tests.test_trainer_cli import ONE_THREAD, TINY, free_port, wait_for
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="gloo over TCP on POSIX")
+
+
+def test_stop_command_reaches_both_ranks_at_the_same_step(tmp_path):
+    pub, rep = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1", "--master-port",
+           str(free_port()), "-m", "trainer", "--run-dir", str(tmp_path / "run"), "--pub", pub, "--rep", rep,
+           "--max-iters", "100000", "--val-every", "100000", "--save-every", "100000", *TINY]
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env=ONE_THREAD)
+    sub = protocol.Subscriber(pub)
+    client = protocol.CommandClient(rep, timeout_ms=3000, retries=2)
+    try:
+        wait_for(sub, lambda t, m: t == "status" and m["iteration"] >= 2, timeout=120)
+        assert client.request("pause")["ok"]
+        wait_for(sub, lambda t, m: t == "status" and m["is_paused"])
+        assert client.request("stop")["ok"]
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        sub.close()
+        client.close()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out
+    stops = dict(re.findall(r"\[rank (\d)\] stopped at step (\d+)", out))
+    assert set(stops) == {"0", "1"} and stops["0"] == stops["1"], out
+    entries = ckpt.list_checkpoints(tmp_path / "run")
+    assert [e["step"] for e in entries] == [int(stops["0"])]
+    assert ckpt.load_checkpoint(entries[0]["path"])["data_state"]["position"] % 2 == 0  # two ranks' samples
