@@ -129,7 +129,10 @@ def choose_checkpoint(run_dir: Path, spec: str, *, tty: bool, input_fn: Callable
         return ckpt.prompt_for_checkpoint(entries, input_fn=input_fn, print_fn=print_fn)
     if spec in ("never", "ask") or (spec in ("latest", "best") and not entries):
         return None
-    chosen = ckpt.select_checkpoint(run_dir, spec)
+    try:
+        chosen = ckpt.select_checkpoint(run_dir, spec)
+    except ckpt.CheckpointError as exc:
+        raise ResumeError(f"--resume {spec}: {exc}") from None
     if chosen is None:
         known = ", ".join(str(e["step"]) for e in entries) or "none"
         raise ResumeError(f"--resume {spec}: no usable checkpoint matches in {run_dir} (steps: {known})")
