@@ -169,6 +169,7 @@ class RunParts:
         if not self.dist.is_main:
             return None if not self.dist.enabled else _shared(None, self.dist)
         interactive = is_tty() if opts.interactive is None else opts.interactive
+        ckpt.remove_stale_temp_files(self.run_dir)  # left by saves that a kill cut short
         entry = choose_checkpoint(self.run_dir, opts.resume, tty=interactive)
         return _shared(entry, self.dist) if self.dist.enabled else entry
 
@@ -289,7 +290,8 @@ class RunParts:
 
         return {
             "status": lambda _a: {"status": self.telemetry.latest_status()},
-            "history": lambda a: {"history": self.telemetry.history(a.get("limit"))},
+            "history": lambda a: {"history": self.telemetry.history(a.get("limit")),
+                                  "validations": self.telemetry.validations()},
             "checkpoints": checkpoints,
         }
 

@@ -77,6 +77,8 @@ class Telemetry:
         self._lock = threading.Lock()
         self._latest: dict[str, Any] = self._status_fields(0.0, 0.0)
         self._history: collections.deque[dict[str, Any]] = collections.deque(maxlen=cfg.history)
+        self._validations: collections.deque[dict[str, Any]] = collections.deque(maxlen=cfg.history)
+        self._due = True
         self._last_status = 0.0
         self._last_log = 0.0
         self._stop = threading.Event()
@@ -93,6 +95,7 @@ class Telemetry:
         if state in ("training", "paused"):
             self.speed.reset()
         self.publish_status(force=True)
+        self._due = True  # the next step's numbers go out at once
 
     def step(self, iteration: int, loss: torch.Tensor | float, lr: float, **extra: Any) -> None:
         """Called every iteration; publishes (and syncs the loss) at most `status_hz` times a second."""
@@ -100,7 +103,8 @@ class Telemetry:
         self.speed.update(iteration)
         self._loss, self._lr, self._extra = loss, lr, extra
         now = time.monotonic()
-        if now - self._last_status >= 1.0 / self.cfg.status_hz or iteration >= self.max_iters:
+        if self._due or now - self._last_status >= 1.0 / self.cfg.status_hz or iteration >= self.max_iters:
+            self._due = False
             self.publish_status()
         if self.runlog is not None and (now - self._last_log >= 1.0 or iteration >= self.max_iters):
             self._last_log = now
@@ -141,6 +145,8 @@ class Telemetry:
             fields.update(image=image, image_format="png")
         if self.runlog is not None:
             self.runlog.metrics("val", iteration, metrics)
+        with self._lock:
+            self._validations.append({"iteration": iteration, "timestamp": time.time(), **metrics})
         self._send("validation", fields)
 
     # ---- query side (command server thread) ------------------------------
@@ -152,6 +158,10 @@ class Telemetry:
         with self._lock:
             points = list(self._history)
         return points[-limit:] if limit else points
+
+    def validations(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._validations)
 
     # ---- telemetry thread -------------------------------------------------
     def close(self, timeout: float = 2.0) -> None:
