@@ -116,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as exc:  # bad input, not a bug: one clear line, no traceback
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # before the loop's own handlers are in place: nothing to save yet
+        print("interrupted before training started; nothing was saved", file=sys.stderr)
+        return 130
     finally:
         stop_monitor(monitor)
         if env_info().is_main:

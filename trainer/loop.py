@@ -86,7 +86,10 @@ class Trainer:
         except Exception as exc:
             tel.event("error", f"Training failed at step {self.step}: {type(exc).__name__}: {exc}",
                       step=self.step)
-            self.save("emergency", sync=True)
+            try:
+                self.save("emergency", sync=True)
+            except Exception as save_exc:  # keep the original error as the one that is raised
+                tel.event("error", f"Emergency checkpoint failed too: {save_exc}", step=self.step)
             raise
         finally:
             self.close()
