@@ -95,3 +95,20 @@ def test_signal_during_a_critical_write_is_held_until_the_write_ends():
         assert seen == ["write finished", "handled"]
     finally:
         signal.signal(signal.SIGUSR1, old)
+
+
+def test_weights_changed_after_wait_copied_do_not_leak_into_the_checkpoint(tmp_path):
+    import ckpt
+    from trainer.snapshot import SnapshotBuffers, collect_state, freeze
+
+    model, opt = _model_and_optimizer()
+    expected = model.weight.detach().clone()
+    writer, buffers = BackgroundWriter(), SnapshotBuffers()
+    state = collect_state(step=1, epoch=0, kind="regular", model=model, optimizer=opt, extra={})
+    writer.submit(tmp_path / ckpt.checkpoint_name(1), state, freeze=lambda s: freeze(s, buffers))
+    writer.wait_copied()
+    with torch.no_grad():
+        model.weight.add_(1.0)  # the optimizer step the loop does next
+    writer.wait()
+    saved = ckpt.load_checkpoint(tmp_path / ckpt.checkpoint_name(1))
+    assert torch.equal(saved["model_state_dict"]["weight"], expected)

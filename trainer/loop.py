@@ -23,7 +23,7 @@ from trainer.control import Action, with_setting
 from trainer.data import DataError
 from trainer.distributed import sync_actions
 from trainer.parts import RunParts, build_run
-from trainer.snapshot import capture_rng, capture_state, restore_rng, unwrap
+from trainer.snapshot import capture_rng, collect_state, freeze, restore_rng, unwrap
 
 # Errors that mean "fix your input", reported as one line by `python -m trainer`.
 USER_ERRORS = (ConfigError, ResumeError, DataError, protocol.SecurityError, protocol.EndpointError,
@@ -108,6 +108,7 @@ class Trainer:
             total += loss.detach() / accum
         p.scaler.unscale_(p.optimizer)
         grad_norm = p.clip(p.model.parameters())
+        p.writer.wait_copied()  # a checkpoint snapshot may still be copying these weights
         p.scaler.step(p.optimizer)
         p.scaler.update()
         p.optimizer.zero_grad(set_to_none=True)
@@ -210,12 +211,12 @@ class Trainer:
             return None
         path = p.run_dir / ckpt.checkpoint_name(self.step, None if kind == "regular" else kind)
         p.writer.wait()  # the reused snapshot buffers must not change under a running write
-        state = capture_state(step=self.step, epoch=p.batches.epoch, kind=kind, model=p.model,
-                              optimizer=p.optimizer, extra=p.extra_state(), buffers=p.buffers)
+        state = collect_state(step=self.step, epoch=p.batches.epoch, kind=kind, model=p.model,
+                              optimizer=p.optimizer, extra=p.extra_state())
         if sync:
-            p.writer.save_now(path, state)
-        else:
-            p.writer.submit(path, state)
+            p.writer.save_now(path, freeze(state, p.buffers))
+        else:  # weights are copied on the writer thread while the next forward/backward runs
+            p.writer.submit(path, state, freeze=lambda s: freeze(s, p.buffers))
         return path
 
     # ---- signals and shutdown -----------------------------------------------

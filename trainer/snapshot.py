@@ -88,27 +88,47 @@ def restore_rng(state: dict[str, Any]) -> None:
     random.setstate((p["version"], tuple(p["state"]), p["gauss_next"]))
 
 
-def capture_state(*, step: int, epoch: int, kind: str, model: torch.nn.Module,
-                  optimizer: torch.optim.Optimizer, extra: dict[str, Any],
-                  buffers: SnapshotBuffers | None = None) -> dict[str, Any]:
-    """A complete, CPU-resident checkpoint dict (see docs/internal-interfaces.md).
+LARGE_PARTS = ("model_state_dict", "optimizer_state_dict")
+
+
+def collect_state(*, step: int, epoch: int, kind: str, model: torch.nn.Module,
+                  optimizer: torch.optim.Optimizer, extra: dict[str, Any]) -> dict[str, Any]:
+    """Phase 1, cheap, on the loop: a checkpoint dict (see docs/internal-interfaces.md) whose
+    small parts are copied now, while weights and optimizer state still reference the live
+    tensors until `freeze` copies them (before the next optimizer step may change them).
 
     `extra` holds the remaining named parts: model_name, model_kwargs, config, metrics,
     scheduler_state_dict, scaler_state_dict, train_state, data_state.
-    With `buffers`, weights and optimizer state are copied into reused memory.
     """
-    copy = (lambda obj, key: buffers.capture(obj, key)) if buffers else (lambda obj, key: to_cpu(obj))
+    bare = unwrap(model)
+    weights = bare.state_dict()
+    for name, _ in bare.named_buffers():  # a forward pass may change buffers: copy them now
+        if name in weights:
+            weights[name] = to_cpu(weights[name])
     state = {
         "step": step,
         "epoch": epoch,
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "type": kind,
-        "model_state_dict": copy(unwrap(model).state_dict(), "model"),
-        "optimizer_state_dict": copy(optimizer.state_dict(), "optimizer"),
+        "model_state_dict": weights,
+        "optimizer_state_dict": optimizer.state_dict(),
         "rng_state": capture_rng(),
     }
     state.update(to_cpu(extra))
     return state
+
+
+def freeze(state: dict[str, Any], buffers: SnapshotBuffers | None = None) -> dict[str, Any]:
+    """Phase 2: copy the live tensors `collect_state` left referenced into CPU memory."""
+    out = dict(state)
+    for key in LARGE_PARTS:
+        out[key] = buffers.capture(state[key], key) if buffers else to_cpu(state[key])
+    return out
+
+
+def capture_state(*, buffers: SnapshotBuffers | None = None, **parts: Any) -> dict[str, Any]:
+    """A complete CPU-resident checkpoint dict in one go (`collect_state` + `freeze`)."""
+    return freeze(collect_state(**parts), buffers)
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -157,18 +177,41 @@ class BackgroundWriter:
         self._on_error = on_error
         self._save = save or ckpt.save_checkpoint
         self._thread: threading.Thread | None = None
+        self._copied: threading.Event | None = None
         self.last_error: BaseException | None = None
 
     @property
     def busy(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def submit(self, path: str | Path, state: dict[str, Any]) -> None:
-        """Start writing `state` (already CPU copies) to `path`; waits for a write still in flight."""
+    def submit(self, path: str | Path, state: dict[str, Any],
+               freeze: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> None:
+        """Write `state` to `path` on the writer thread; waits for a write still in flight.
+
+        With `freeze`, the thread first turns `state` into CPU copies; until `wait_copied()`
+        returns, the tensors it references must not change (no optimizer step).
+        """
         self.wait()
-        self._thread = threading.Thread(target=self._write, args=(Path(path), state),
+        self._copied = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(Path(path), state, freeze),
                                         name="checkpoint-writer", daemon=True)
         self._thread.start()
+
+    def wait_copied(self) -> None:
+        """Return once the snapshot in flight no longer reads the live tensors."""
+        if self._copied is not None:
+            self._copied.wait()
+
+    def _run(self, path: Path, state: dict[str, Any], freeze: Callable[..., Any] | None) -> None:
+        try:
+            if freeze is not None:
+                state = freeze(state)
+        except BaseException as exc:
+            self._failed(path, exc)
+            return
+        finally:
+            self._copied.set()
+        self._write(path, state)
 
     def save_now(self, path: str | Path, state: dict[str, Any]) -> Path:
         """Synchronous write (emergency): waits for the in-flight one, holds signals while writing."""
@@ -189,11 +232,14 @@ class BackgroundWriter:
         try:
             self._save(path, state)
         except BaseException as exc:  # reported, never lost silently
-            self.last_error = exc
-            if self._on_error is not None:
-                self._on_error(path, exc)
+            self._failed(path, exc)
             return
         if self._on_saved is not None:
             self._on_saved(path, state)
+
+    def _failed(self, path: Path, exc: BaseException) -> None:
+        self.last_error = exc
+        if self._on_error is not None:
+            self._on_error(path, exc)
 
     close = wait
