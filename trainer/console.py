@@ -7,6 +7,7 @@ without a TTY: `--resume ask` then means `latest`.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import time
@@ -42,8 +43,10 @@ class Console:
         if enabled and self.tty:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, initial=initial, mininterval=1.0, dynamic_ncols=True,
-                            unit="it", file=sys.stderr, leave=True)
+            width = _terminal_width()  # 0 on a pty nobody sized: tqdm would then draw nothing
+            fixed = {} if width > 0 else {"ncols": 100, "nrows": 24}
+            self.bar = tqdm(total=total, initial=initial, mininterval=1.0, dynamic_ncols=width > 0,
+                            unit="it", file=sys.stderr, leave=True, **fixed)
 
     def info(self, message: str) -> None:
         if not self.enabled:
@@ -73,6 +76,13 @@ class Console:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+def _terminal_width() -> int:
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns
+    except (OSError, ValueError, AttributeError):
+        return 0
 
 
 def status_line(status: dict[str, Any]) -> str:

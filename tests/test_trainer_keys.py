@@ -1,0 +1,69 @@
+"""Keys on a terminal: V validates now, P pauses/resumes, Q saves a checkpoint and exits 0."""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import subprocess
+import sys
+import time
+
+import ckpt
+import protocol
+from tests.test_trainer_cli import ONE_THREAD, TINY, free_port, wait_for
+
+
+class Terminal:
+    """A child process on a pseudo-terminal; `output` collects what it drew."""
+
+    def __init__(self, cmd: list[str]) -> None:
+        self.master, slave = pty.openpty()
+        self.proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, env=ONE_THREAD)
+        os.close(slave)
+        self.output = b""
+
+    def press(self, key: str) -> None:
+        os.write(self.master, key.encode())
+
+    def read(self) -> None:
+        while select.select([self.master], [], [], 0)[0]:
+            try:
+                self.output += os.read(self.master, 65536)
+            except OSError:
+                return
+
+    def wait(self, timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        while self.proc.poll() is None and time.monotonic() < deadline:
+            self.read()
+            time.sleep(0.05)
+        self.read()
+        os.close(self.master)
+        return self.proc.wait(timeout=1)
+
+
+def test_keys_validate_pause_and_quit_with_a_checkpoint(tmp_path):
+    pub, rep = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+    term = Terminal([sys.executable, "-m", "trainer", "--run-dir", str(tmp_path / "run"), "--pub", pub,
+                     "--rep", rep, "--max-iters", "100000", "--val-every", "100000", "--save-every", "100000",
+                     *TINY])
+    sub = protocol.Subscriber(pub)
+    try:
+        wait_for(sub, lambda t, m: t == "status" and m["iteration"] >= 2)
+        term.press("v")
+        wait_for(sub, lambda t, m: t == "event" and m["kind"] == "validation_finished")
+        term.press("p")
+        wait_for(sub, lambda t, m: t == "status" and m["is_paused"])
+        term.press("p")
+        wait_for(sub, lambda t, m: t == "event" and m["kind"] == "resumed")
+        term.press("q")
+        assert term.wait(60) == 0
+    finally:
+        sub.close()
+        if term.proc.poll() is None:
+            term.proc.kill()
+    text = term.output.decode(errors="replace")
+    assert "it/s" in text and "Keys: [P] pause/resume" in text and "Stopping at step" in text
+    types = {e["type"] for e in ckpt.list_checkpoints(tmp_path / "run")}
+    assert types == {"best", "regular"}
