@@ -125,6 +125,8 @@ class Trainer:
                 return True
             if self.paused and self._wait_while_paused():
                 return True
+        if stop and self._signal is None:
+            self._stop_reason = "a signal reached another rank"
         return stop
 
     def _apply(self, action: Action) -> bool:

@@ -22,7 +22,14 @@ from trainer import adaptive, data, losses, models, schedule, validation
 from trainer.config import Config
 from trainer.console import Console, ResumeError, choose_checkpoint, is_tty
 from trainer.control import ACTIONS, Controller, KeyReader, validate_set_args
-from trainer.distributed import DistInfo, ShardedSampler, init_distributed, local_device, wrap_model
+from trainer.distributed import (
+    DistInfo,
+    ShardedSampler,
+    cleanup,
+    init_distributed,
+    local_device,
+    wrap_model,
+)
 from trainer.runlog import RunLog
 from trainer.snapshot import BackgroundWriter, SnapshotBuffers, restore_state, unwrap
 from trainer.telemetry import Telemetry
@@ -302,6 +309,7 @@ class RunParts:
         for part in parts:
             if part is not None:
                 part.close()
+        cleanup(self.dist)
         sys.stdout.flush()
 
 
