@@ -211,26 +211,21 @@ class BasicVSRPlusPlus(nn.Module):
         return self._run(self.deform_align[name], torch.cat([prop, prop_n2], dim=1), cond, flow_n1, flow_n2)
 
     def _upsample(self, lqs: Tensor, feats: dict[str, list[Tensor]]) -> Tensor:
-        n, t, c, h, w = lqs.shape
-        dev = lqs.device
-        chunk = 1 if self._cache else t
-        outs = []
-        for start in range(0, t, chunk):
-            frames = range(start, min(t, start + chunk))
-            hr = torch.cat([torch.stack([feats[k][i].to(dev) for i in frames], 1) for k in feats], dim=2)
-            lq = lqs[:, frames.start:frames.stop].reshape(-1, c, h, w)
-            out = self._run(self._reconstruct, hr.flatten(0, 1), lq)
-            outs.append(self._keep(out.view(n, len(frames), c, h * self.scale, w * self.scale)))
-        return torch.cat(outs, dim=1)
+        """One frame at a time (as BasicSR): HR activations are large, this keeps them in cache."""
+        dev, outs = lqs.device, []
+        for i in range(lqs.size(1)):
+            hr = torch.cat([feats[k][i].to(dev) for k in feats], dim=1)
+            outs.append(self._keep(self._run(self._reconstruct, hr, lqs[:, i])))
+        return torch.stack(outs, dim=1)
 
     def _reconstruct(self, feat: Tensor, lq: Tensor) -> Tensor:
         x = self.reconstruction(feat)
         if self.scale == 4:
-            x = F.leaky_relu(F.pixel_shuffle(self.upconv1(x), 2), 0.1)
-            x = F.leaky_relu(F.pixel_shuffle(self.upconv2(x), 2), 0.1)
+            x = F.leaky_relu(F.pixel_shuffle(self.upconv1(x), 2), 0.1, inplace=True)
+            x = F.leaky_relu(F.pixel_shuffle(self.upconv2(x), 2), 0.1, inplace=True)
         else:
-            x = F.leaky_relu(F.pixel_shuffle(self.upconv1(x), self.scale), 0.1)
-        x = self.conv_last(F.leaky_relu(self.conv_hr(x), 0.1))
+            x = F.leaky_relu(F.pixel_shuffle(self.upconv1(x), self.scale), 0.1, inplace=True)
+        x = self.conv_last(F.leaky_relu(self.conv_hr(x), 0.1, inplace=True))
         return x + F.interpolate(lq, scale_factor=self.scale, mode="bilinear", align_corners=False)
 
 
