@@ -25,12 +25,12 @@ from trainer.validation import ValidationResult, validate
 
 @dataclass
 class RunConfig:
-    iters: int = 400
+    iters: int = 600
     n_feats: int = 32
     n_blocks: int = 4
-    batch: int = 8
-    patch: int = 32
-    lr: float = 1e-3
+    batch: int = 16
+    patch: int = 16  # LR crop side; small crops = more updates per second, the model is local
+    lr: float = 2e-3
     warmup: int = 30
     workers: int = 1
     threads: int = 0  # 0 = torch default

@@ -18,6 +18,11 @@ from . import register
 __all__ = ["VSRPP", "ResidualBlock"]
 
 
+def _mean_abs(y: Tensor) -> Tensor:
+    """mean |y| as one fused reduction (no |y| temporary)."""
+    return torch.linalg.vector_norm(y.detach(), ord=1) / y.numel()
+
+
 class ResidualBlock(nn.Module):
     """conv3x3 -> LeakyReLU(0.1) -> conv3x3, plus identity."""
 
@@ -126,7 +131,7 @@ class VSRPP(nn.Module):
                     prop = block(prop)
                 step.append(prop)
             if per_layer is not None:
-                per_layer.append(torch.stack([s.detach().abs().mean() for s in step]))
+                per_layer.append(torch.stack([_mean_abs(s) for s in step]))
         if acts is not None and per_layer is not None:
             acts.extend(torch.stack(per_layer).mean(0).unbind())
         return prop
@@ -134,7 +139,7 @@ class VSRPP(nn.Module):
     @staticmethod
     def _note(acts: list[Tensor] | None, y: Tensor) -> None:
         if acts is not None:
-            acts.append(y.detach().abs().mean())
+            acts.append(_mean_abs(y))
 
     def activity(self, reset: bool = True) -> dict[str, float]:
         """Mean |output| per layer since the last read (one device->host copy); {} when not tracked."""
