@@ -159,3 +159,27 @@ def test_clip_folders_make_lr_on_the_fly(tmp_path: Path) -> None:
     area = build_datasets(DataConfig(root=str(tmp_path), patch_size=8))[0][(0, 3)]
     down = torch.nn.functional.avg_pool2d(area["gt"].unsqueeze(0), 3)[0]
     assert torch.allclose(down, area["lr"][2], atol=1 / 255 + 1e-6)
+
+
+def test_fewer_frames_use_the_middle_of_the_stored_stacks(small_root: Path) -> None:
+    train, _ = build_datasets(DataConfig(root=str(small_root), num_frames=3, augment=False))
+    five, _ = build_datasets(DataConfig(root=str(small_root), num_frames=5, augment=False))
+    assert torch.equal(train[0]["lr"], five[0]["lr"][1:4])
+    seven, _ = build_datasets(DataConfig(root=str(small_root), num_frames=7, augment=False))
+    assert torch.equal(seven[0]["lr"][1:6], five[0]["lr"])
+
+
+def test_patches_layout_without_val_says_what_is_expected(small_root: Path, tmp_path: Path) -> None:
+    (tmp_path / "Patches").mkdir()
+    with pytest.raises(DataError, match=r"missing Val/ folder \(expected ROOT/Patches/\{GT,LR\}"):
+        build_datasets(DataConfig(root=str(tmp_path)))
+
+
+def test_a_clip_frame_of_another_size_is_named(tmp_path: Path) -> None:
+    for clip in ("a", "b"):
+        for i in range(5):
+            size = (30, 36, 3) if (clip, i) == ("b", 3) else (36, 36, 3)
+            _write(tmp_path / clip / f"{i:08d}.png", np.zeros(size, np.uint8))
+    _, val = build_datasets(DataConfig(root=str(tmp_path), patch_size=4))
+    with pytest.raises(DataError, match=r"b/00000003.png: size 36x30 differs"):
+        val[0]

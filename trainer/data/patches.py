@@ -20,26 +20,33 @@ from .sampler import sample_rng, split_key
 __all__ = ["PatchFolderDataset"]
 
 
-def _lr_folder(split: Path, num_frames: int) -> Path:
-    names = ["LR", f"LR_{num_frames}frames"] if num_frames == 5 else [f"LR_{num_frames}frames"]
-    for name in names:
-        if (split / name).is_dir():
-            return split / name
-    raise DataError(f"{split}: no {' or '.join(names)} folder for {num_frames}-frame LR stacks")
+def _stacks(split: Path, prefix: str, num_frames: int) -> list[tuple[int, Path]]:
+    """Folders of stacks with K >= T frames (K - T even, so the middle T are centred), fewest first."""
+    found = [(5, split / "LR")] if prefix == "LR" and (split / "LR").is_dir() else []
+    for d in split.glob(f"{prefix}_*frames"):
+        m = re.fullmatch(rf"{prefix}_(\d+)frames", d.name)
+        if m and d.is_dir():
+            found.append((int(m.group(1)), d))
+    return sorted((k, d) for k, d in found if k >= num_frames and (k - num_frames) % 2 == 0)
+
+
+def _lr_folder(split: Path, num_frames: int) -> tuple[Path, int]:
+    found = _stacks(split, "LR", num_frames)
+    if not found:
+        raise DataError(f"{split}: no LR folder with {num_frames}-frame stacks "
+                        f"(expected LR/ for 5 frames or LR_{num_frames}frames/)")
+    k, folder = found[0]
+    return folder, k
 
 
 def _gt_stack_folder(split: Path, num_frames: int) -> tuple[Path, int]:
-    found = []
-    for d in split.glob("GT_*frames"):
-        m = re.fullmatch(r"GT_(\d+)frames", d.name)
-        if m and int(m.group(1)) >= num_frames and (int(m.group(1)) - num_frames) % 2 == 0:
-            found.append((int(m.group(1)), d))
+    found = _stacks(split, "GT", num_frames)
     if not found:
         raise DataError(
             f"{split}: many-to-many training needs all {num_frames} HR frames per sample, "
             f"stacked vertically in a GT_{num_frames}frames folder (the original layout has only the centre GT)"
         )
-    k, folder = min(found)
+    k, folder = found[0]
     return folder, k
 
 
@@ -64,7 +71,7 @@ class PatchFolderDataset(Dataset):
         gt_dir = self.split / "GT"
         if not gt_dir.is_dir():
             raise DataError(f"{self.split}: missing GT folder (expected {self.split}/GT/NAME.png and LR/NAME.png)")
-        self.lr_dir = _lr_folder(self.split, num_frames)
+        self.lr_dir, self.lr_frames = _lr_folder(self.split, num_frames)
         self.gt_dir, self.gt_frames = (gt_dir, 1)
         if many_to_many:
             self.gt_dir, self.gt_frames = _gt_stack_folder(self.split, num_frames)
@@ -82,7 +89,7 @@ class PatchFolderDataset(Dataset):
     def _load(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         name = self.names[i]
         lr_path, gt_path = self.lr_dir / name, self.gt_dir / name
-        lr = split_stacked(read_rgb(lr_path), self.num_frames, lr_path)
+        lr = _middle(split_stacked(read_rgb(lr_path), self.lr_frames, lr_path), self.num_frames)
         gt = read_rgb(gt_path)
         if self.gt_frames > 1:
             gt = _middle(split_stacked(gt, self.gt_frames, gt_path), self.num_frames)
