@@ -7,6 +7,7 @@ loss, clipping, telemetry, command server, checkpoint writer; and the resume tha
 from __future__ import annotations
 
 import contextlib
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -52,6 +53,13 @@ def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
     return {"bf16": torch.bfloat16, "fp16": torch.float16}[mode]
 
 
+def ignore_stop_signals(_worker_id: int) -> None:
+    """Data workers leave Ctrl-C / SIGTERM sent to the whole process group to the main process,
+    which stops at a step boundary, saves, and then shuts the workers down itself."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 class BatchStream:
     """Endless batches in the resumable sampler's order; `mark_step` commits what an iteration used."""
 
@@ -71,7 +79,8 @@ class BatchStream:
         loader = DataLoader(self.dataset, batch_size=self.cfg.train.batch_size, sampler=sampler,
                             num_workers=workers, pin_memory=torch.cuda.is_available(),
                             persistent_workers=False, generator=torch.Generator(),
-                            prefetch_factor=2 if workers else None)
+                            prefetch_factor=2 if workers else None,
+                            worker_init_fn=ignore_stop_signals if workers else None)
         return iter(loader)
 
     def next(self) -> dict[str, Any]:
