@@ -1,0 +1,158 @@
+"""Real trainer and monitor processes on free loopback ports, and polling with deadlines."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+import protocol
+
+T = TypeVar("T")
+
+# A tiny model on tiny patches: fast steps, small checkpoints (~70 KB).
+TINY = ["--set", "model.n_feats=4", "--set", "model.n_blocks=2", "--set", "data.patch_size=8",
+        "--set", "train.batch_size=1", "--set", "train.val_limit=2", "--set", "train.val_images=1",
+        "--set", "telemetry.tensorboard=false", "--device", "cpu", "--seed", "7"]
+# n_feats=64: ~6 MB checkpoints, so a kill can land in the middle of a write.
+BIG = [*TINY, "--set", "model.n_feats=64"]
+# One torch thread per process: two threads spin badly on a busy 2-core box.
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def free_endpoint() -> str:
+    return f"tcp://127.0.0.1:{free_port()}"
+
+
+def wait_until(check: Callable[[], T], timeout: float, what: str, every: float = 0.02) -> T:
+    """Poll `check` until it returns something truthy; AssertionError naming `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(every)
+
+
+@dataclass
+class TrainerProc:
+    """`python -m trainer` with --no-monitor, its own ports and an output file to read afterwards."""
+
+    run_dir: Path
+    args: list[str]
+    pub: str = field(default_factory=free_endpoint)
+    rep: str = field(default_factory=free_endpoint)
+    proc: subprocess.Popen | None = None
+    out_path: Path | None = None
+
+    def start(self, *, preexec: Callable[[], None] | None = None) -> TrainerProc:
+        self.out_path = self.run_dir.parent / f"{self.run_dir.name}-{time.monotonic_ns()}.out"
+        cmd = [sys.executable, "-m", "trainer", "--run-dir", str(self.run_dir), "--pub", self.pub,
+               "--rep", self.rep, "--no-monitor", *self.args]
+        with open(self.out_path, "w") as out:
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
+                                         stderr=subprocess.STDOUT, env=ENV, preexec_fn=preexec)
+        return self
+
+    @property
+    def output(self) -> str:
+        return self.out_path.read_text() if self.out_path and self.out_path.exists() else ""
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None and self.proc.poll() is None, f"trainer gone:\n{self.output}"
+        os.kill(self.proc.pid, sig)
+
+    def wait(self, timeout: float = 60) -> int:
+        assert self.proc is not None
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"trainer still running after {timeout} s:\n{self.output}") from None
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+
+def wait_for_frame(sub: protocol.Subscriber, pred: Callable[[str, dict], bool], timeout: float,
+                   what: str) -> dict[str, Any]:
+    """The first frame on `sub` for which pred(topic, payload) holds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        msg = sub.recv(100)
+        if msg is not None and pred(*msg):
+            return msg[1]
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def status_at_least(iteration: int) -> Callable[[str, dict], bool]:
+    return lambda topic, msg: topic == "status" and msg["iteration"] >= iteration
+
+
+def event_of(kind: str) -> Callable[[str, dict], bool]:
+    return lambda topic, msg: topic == "event" and msg.get("kind") == kind
+
+
+@dataclass
+class MonitorProc:
+    """`python -m monitor` serving on a free port, following one trainer."""
+
+    pub: str
+    rep: str
+    port: int = field(default_factory=free_port)
+    extra: list[str] = field(default_factory=list)
+    proc: subprocess.Popen | None = None
+
+    def start(self) -> MonitorProc:
+        cmd = [sys.executable, "-m", "monitor", "--pub", self.pub, "--rep", self.rep,
+               "--port", str(self.port), *self.extra]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, env=ENV)
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def get(self, path: str) -> dict[str, Any] | None:
+        """JSON of GET `path`, or None while the monitor is not serving."""
+        try:
+            return httpx.get(self.url + path, timeout=2.0).json()
+        except httpx.HTTPError:
+            return None
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+
+def newest_status(sub: protocol.Subscriber, timeout: float = 30) -> dict[str, Any]:
+    """The newest status frame: drains what is queued, waits for one if none is."""
+    newest = None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        msg = sub.recv(0 if newest is not None else 100)
+        if msg is None and newest is not None:
+            return newest
+        if msg is not None and msg[0] == "status":
+            newest = msg[1]
+    raise AssertionError(f"no status frame within {timeout:.0f} s")
