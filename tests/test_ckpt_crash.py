@@ -45,15 +45,15 @@ def _writing(run: Path) -> bool:
 
 def _kill_mid_save(run: Path, size_mb: int, after_saves: int) -> None:
     """Start a saver loop, wait for `after_saves` complete saves, SIGKILL it mid-write."""
-    # A forked process: a real process to SIGKILL, without paying torch's import again.
+    # A spawned process: a fork of a process whose torch thread pool already ran can deadlock.
     receiver, sender = multiprocessing.Pipe(duplex=False)
-    saver = multiprocessing.get_context("fork").Process(
+    saver = multiprocessing.get_context("spawn").Process(
         target=_save_forever, args=(run, size_mb, sender), daemon=True
     )
     saver.start()
     try:
         for _ in range(after_saves):
-            assert receiver.poll(60), "the saver died before saving"
+            assert receiver.poll(120), "the saver died before saving"
             receiver.recv()
         deadline = time.monotonic() + 60
         while not _writing(run):
