@@ -60,9 +60,9 @@ FRAME_KINDS: dict[str, tuple[Maker, str]] = {
 }
 
 # How many of each kind in a batch of 10,000 frames (the huge ones are few: 2 MiB each).
-FRAME_MIX = {kind: 1000 for kind in FRAME_KINDS}
-FRAME_MIX.update({"huge frame": 20, "huge map": 80, "random bytes": 1900, "wrong types": 1500,
-                  "missing fields": 1500, "unknown version": 1500, "bad topic": 500})
+FRAME_MIX = {"random bytes": 1900, "pickle": 500, "not a map": 1000, "wrong types": 1500,
+             "missing fields": 1500, "unknown version": 1500, "huge frame": 20, "huge map": 80,
+             "deep nesting": 500, "frame count": 1000, "bad topic": 500}
 
 
 def _unknown_command(r: random.Random) -> Frames:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -134,8 +135,12 @@ class MonitorProc:
 
     def get(self, path: str) -> dict[str, Any] | None:
         """JSON of GET `path`, or None while the monitor is not serving."""
+        text = self.text(path)
+        return None if text is None else json.loads(text)
+
+    def text(self, path: str) -> str | None:
         try:
-            return httpx.get(self.url + path, timeout=2.0).json()
+            return httpx.get(self.url + path, timeout=2.0).text
         except httpx.HTTPError:
             return None
 
