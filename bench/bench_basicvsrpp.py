@@ -198,6 +198,7 @@ def main() -> None:
     print("BasicVSR++ x4, mid 64, 7 blocks, input 1x5x3x64x64, 2 CPU threads, float32, best of interleaved runs")
     print("BasicSR 1.4.2 = its own architecture code; its torchvision.ops.deform_conv2d call is served by our")
     print("pure-PyTorch kernel (torchvision does not import beside this torch), so the ratio compares the rest")
+    print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (figures are noisy when busy)")
     print(f"{'':22}{'ours':>10}{'BasicSR 1.4.2':>16}{'ratio':>8}")
     for label, make, reps in (("forward (s)", _forward, 2), ("train step (s)", _train_step, 2)):
         mine, theirs = _best_of([make(ours, x), make(ref, x) if ref is not None else None], reps)
