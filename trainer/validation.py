@@ -85,39 +85,39 @@ def validate(
     was_training = model.training
     model.eval()
     sums = torch.zeros(5, dtype=torch.float64, device=device)  # psnr, ssim, base psnr, base ssim, loss*n
-    n, images, comparison = 0, [], b""
+    n, panels = 0, []
     try:
         for batch in loader:
             lr = batch["lr"].to(device, non_blocking=True)
             gt = batch["gt"].to(device, non_blocking=True)
             with autocast_for(device, amp):
                 pred = model(lr)
-            pred = pred.float()
-            out, target = _centre(pred).clamp(0, 1), _centre(gt)
-            base = F.interpolate(lr[:, lr.shape[1] // 2], size=target.shape[-2:], mode="bilinear",
-                                 align_corners=False).clamp(0, 1)
-            sums += torch.stack([psnr_per_image(out, target).sum(), ssim_per_image(out, target).sum(),
-                                 psnr_per_image(base, target).sum(), ssim_per_image(base, target).sum(),
-                                 _batch_loss(loss_fn, pred, gt).double() * len(lr)])
+            batch_sums, out, target = _score(lr, pred.float(), gt, loss_fn)
+            sums += batch_sums
             n += len(lr)
-            for i in range(len(lr)):
-                if len(images) >= max_images:
-                    break
-                panel = side_by_side(lr[i, lr.shape[1] // 2], out[i], target[i])
-                if not comparison:
-                    comparison = _bounded_png(panel)
-                if out_dir is not None:
-                    images.append(str(_write(Path(out_dir), len(images), batch["name"][i], panel)))
-                else:
-                    images.append("")
+            for i in range(min(len(lr), max(1, max_images) - len(panels))):
+                panels.append((batch["name"][i], side_by_side(lr[i, lr.shape[1] // 2], out[i], target[i])))
     finally:
         model.train(was_training)
     if n == 0:
         raise ValueError("validation loader yielded no images")
     p, s, bp, bs, loss = (sums / n).tolist()
     q, bq = quality(p, s), quality(bp, bs)
-    return ValidationResult(p, s, q, bp, bs, bq, p - bp, q - bq, loss, n, comparison,
-                            [i for i in images if i])
+    images = []
+    if out_dir is not None:
+        images = [str(_write(Path(out_dir), i, name, panel)) for i, (name, panel) in enumerate(panels[:max_images])]
+    return ValidationResult(p, s, q, bp, bs, bq, p - bp, q - bq, loss, n, _bounded_png(panels[0][1]), images)
+
+
+def _score(lr: Tensor, pred: Tensor, gt: Tensor, loss_fn: nn.Module | None) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-batch sums (model/baseline PSNR and SSIM, loss * n) on the device, the clamped output, the target."""
+    out, target = _centre(pred).clamp(0, 1), _centre(gt)
+    base = F.interpolate(lr[:, lr.shape[1] // 2], size=target.shape[-2:], mode="bilinear",
+                         align_corners=False).clamp(0, 1)
+    sums = torch.stack([psnr_per_image(out, target).sum(), ssim_per_image(out, target).sum(),
+                        psnr_per_image(base, target).sum(), ssim_per_image(base, target).sum(),
+                        _batch_loss(loss_fn, pred, gt).double() * len(lr)])
+    return sums, out, target
 
 
 def side_by_side(lr: Tensor, out: Tensor, gt: Tensor, gap: int = 2) -> np.ndarray:
