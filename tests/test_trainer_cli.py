@@ -16,7 +16,7 @@ import protocol
 
 TINY = ["--set", "model.n_feats=4", "--set", "model.n_blocks=2", "--set", "data.patch_size=8",
         "--set", "train.batch_size=1", "--set", "train.val_limit=2", "--set", "train.val_images=1",
-        "--set", "telemetry.tensorboard=false", "--no-monitor", "--device", "cpu"]
+        "--set", "telemetry.tensorboard=false", "--set", "train.num_workers=0", "--no-monitor", "--device", "cpu"]
 
 
 # Two torch threads per process spin badly on a busy 2-core box; tests train tiny models anyway.
