@@ -1,4 +1,4 @@
-"""Keys on a terminal: V validates now, P pauses/resumes, Q saves a checkpoint and exits 0."""
+"""On a terminal: the start prompt, then keys V (validate now), P (pause/resume), Q (save, exit 0)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import time
 
 import ckpt
 import protocol
+from tests.test_resume_exact import _trainer, one_thread  # noqa: F401 - autouse: one torch thread
 from tests.test_trainer_cli import ONE_THREAD, TINY, free_port, wait_for
 
 
@@ -33,6 +34,13 @@ class Terminal:
             except OSError:
                 return
 
+    def expect(self, text: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while text.encode() not in self.output:
+            assert time.monotonic() < deadline, f"{text!r} never shown; got {self.output[-500:]!r}"
+            self.read()
+            time.sleep(0.05)
+
     def wait(self, timeout: float) -> int:
         deadline = time.monotonic() + timeout
         while self.proc.poll() is None and time.monotonic() < deadline:
@@ -43,14 +51,25 @@ class Terminal:
         return self.proc.wait(timeout=1)
 
 
-def test_keys_validate_pause_and_quit_with_a_checkpoint(tmp_path):
+def _earlier_run(run_dir) -> None:
+    """A run stopped at step 2, with the same tiny model the command line below asks for."""
+    trainer = _trainer(run_dir, stop_at=2, **{"train.num_workers": 0})
+    assert trainer.run() == 0
+
+
+def test_start_prompt_then_keys_validate_pause_and_quit_with_a_checkpoint(tmp_path):
+    _earlier_run(tmp_path / "run")
     pub, rep = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
     term = Terminal([sys.executable, "-m", "trainer", "--run-dir", str(tmp_path / "run"), "--pub", pub,
                      "--rep", rep, "--max-iters", "100000", "--val-every", "100000", "--save-every", "100000",
                      *TINY])
     sub = protocol.Subscriber(pub)
     try:
-        wait_for(sub, lambda t, m: t == "status" and m["iteration"] >= 2)
+        term.expect("[R]esume")
+        term.press("r\n")
+        term.expect("AVAILABLE CHECKPOINTS")
+        term.press("\n")  # Enter: the latest
+        wait_for(sub, lambda t, m: t == "status" and m["iteration"] >= 4)
         term.press("v")
         wait_for(sub, lambda t, m: t == "event" and m["kind"] == "validation_finished")
         term.press("p")
@@ -64,6 +83,7 @@ def test_keys_validate_pause_and_quit_with_a_checkpoint(tmp_path):
         if term.proc.poll() is None:
             term.proc.kill()
     text = term.output.decode(errors="replace")
+    assert "Resumed from checkpoint_step_0000002.pth" in text
     assert "it/s" in text and "Keys: [P] pause/resume" in text and "Stopping at step" in text
-    types = {e["type"] for e in ckpt.list_checkpoints(tmp_path / "run")}
-    assert types == {"best", "regular"}
+    types = [e["type"] for e in ckpt.list_checkpoints(tmp_path / "run")]
+    assert types.count("regular") == 2 and "best" in types

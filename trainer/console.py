@@ -31,22 +31,23 @@ def is_tty(stream: Any = None) -> bool:
 class Console:
     """Progress and messages; `bar` only when stderr is a terminal."""
 
-    def __init__(self, *, total: int, initial: int = 0, log_every_s: float = 10.0,
-                 tty: bool | None = None, enabled: bool = True) -> None:
+    def __init__(self, *, total: int, log_every_s: float = 10.0, tty: bool | None = None,
+                 enabled: bool = True) -> None:
         self.enabled = enabled
         self.tty = is_tty(sys.stderr) if tty is None else tty
         self.total = total
         self.log_every_s = log_every_s
         self._last_line = 0.0
         self._last_postfix = 0.0
-        self.bar: Any = None
-        if enabled and self.tty:
-            from tqdm import tqdm
+        self.bar: Any = None  # drawn from the first step on, after any start prompt
 
-            width = _terminal_width()  # 0 on a pty nobody sized: tqdm would then draw nothing
-            fixed = {} if width > 0 else {"ncols": 100, "nrows": 24}
-            self.bar = tqdm(total=total, initial=initial, mininterval=1.0, dynamic_ncols=width > 0,
-                            unit="it", file=sys.stderr, leave=True, **fixed)
+    def _open_bar(self, initial: int) -> None:
+        from tqdm import tqdm
+
+        width = _terminal_width()  # 0 on a pty nobody sized: tqdm would then draw nothing
+        fixed = {} if width > 0 else {"ncols": 100, "nrows": 24}
+        self.bar = tqdm(total=self.total, initial=initial, mininterval=1.0, dynamic_ncols=width > 0,
+                        unit="it", file=sys.stderr, leave=True, **fixed)
 
     def info(self, message: str) -> None:
         if not self.enabled:
@@ -61,6 +62,8 @@ class Console:
         if not self.enabled:
             return
         now = time.monotonic()
+        if self.tty and self.bar is None:
+            self._open_bar(iteration - 1)
         if self.bar is not None:
             self.bar.update(iteration - self.bar.n)
             if now - self._last_postfix >= 1.0:

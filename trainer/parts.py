@@ -21,7 +21,7 @@ import ckpt
 import protocol
 from trainer import adaptive, data, losses, models, schedule, validation
 from trainer.config import Config
-from trainer.console import Console, ResumeError, choose_checkpoint, is_tty
+from trainer.console import KEYS_HINT, Console, ResumeError, choose_checkpoint, is_tty
 from trainer.control import ACTIONS, Controller, KeyReader, validate_set_args
 from trainer.distributed import (
     DistInfo,
@@ -125,6 +125,9 @@ class RunParts:
             if entry is not None:
                 self._resume(Path(entry["path"]))
             self.model = wrap_model(self.model, self.dist, self.device)
+            if self.controller.keys is not None:  # only now: the start prompt above reads stdin too
+                self.controller.keys.start()
+                self.console.info(KEYS_HINT)
         except BaseException:
             self.close()  # sockets, key reader (terminal mode), log files
             raise
@@ -157,9 +160,6 @@ class RunParts:
         self.controller = Controller(server, keys)
         if server is not None:
             server.start()
-        if keys is not None:
-            keys.start()
-            self.console.info("Keys: [P] pause/resume  [V] validate  [C] checkpoint  [Q] save and quit")
         self.writer = BackgroundWriter(on_saved=self._on_saved, on_error=self._on_save_error)
         self.buffers = SnapshotBuffers()
 
