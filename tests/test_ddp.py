@@ -19,7 +19,8 @@ def test_stop_command_reaches_both_ranks_at_the_same_step(tmp_path):
     pub, rep = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1", "--master-port",
            str(free_port()), "-m", "trainer", "--run-dir", str(tmp_path / "run"), "--pub", pub, "--rep", rep,
-           "--max-iters", "100000", "--val-every", "100000", "--save-every", "100000", *TINY]
+           "--max-iters", "100000", "--val-every", "100000", "--save-every", "100000", *TINY,
+           "--set", "adaptive.warmup=1", "--set", "adaptive.every=1"]  # rank 0's loss weights every step
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, env=ONE_THREAD)
     sub = protocol.Subscriber(pub)

@@ -26,6 +26,7 @@ from trainer.control import ACTIONS, Controller, KeyReader, validate_set_args
 from trainer.distributed import (
     DistInfo,
     ShardedSampler,
+    broadcast_object,
     cleanup,
     init_distributed,
     local_device,
@@ -247,7 +248,12 @@ class RunParts:
         return norm
 
     def after_step(self, step: int, pred: torch.Tensor, target: torch.Tensor, loss: torch.Tensor) -> None:
-        if self.adaptive is not None and self.adaptive.observe(step, pred, target, loss):
+        if self.adaptive is None:
+            return
+        changed = self.adaptive.observe(step, pred, target, loss)
+        if self.dist.enabled and self.adaptive.due(step):  # every rank uses rank 0's weights
+            self.adaptive.load_state_dict(broadcast_object(self.adaptive.state_dict(), self.dist))
+        if changed:
             self.telemetry.event("loss_weights", f"Adaptive loss weights now {self.adaptive.current()}",
                                  step=step, **self.adaptive.current())
 
@@ -323,8 +329,6 @@ class RunParts:
 
 
 def _shared(entry: dict[str, Any] | None, dist: DistInfo) -> dict[str, Any] | None:
-    from trainer.distributed import broadcast_object
-
     return broadcast_object(entry, dist)
 
 
