@@ -88,6 +88,17 @@ def _write_temp(tmp: Path, state: dict) -> None:
         os.fsync(file.fileno())
 
 
+def _reason(exc: BaseException) -> str:
+    """The OS error behind a failed write, also when torch re-raised it as a RuntimeError
+    (a full disk can surface as "unexpected pos 64 vs 0" from torch's zip writer)."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.strerror:
+            return f"{cause.strerror} (errno {cause.errno})"
+        cause = cause.__cause__ or cause.__context__
+    return str(exc)
+
+
 def save_checkpoint(path: str | os.PathLike[str], state: dict) -> Path:
     """Write `state` to `path` atomically: a crash leaves the old state or the whole new file.
 
@@ -116,9 +127,8 @@ def save_checkpoint(path: str | os.PathLike[str], state: dict) -> Path:
         tmp.unlink(missing_ok=True)
         if not isinstance(exc, Exception):
             raise
-        reason = f"{exc.strerror} (errno {exc.errno})" if isinstance(exc, OSError) else str(exc)
         raise CheckpointError(
-            f"could not save checkpoint {path}: {reason}; earlier checkpoints are untouched"
+            f"could not save checkpoint {path}: {_reason(exc)}; earlier checkpoints are untouched"
         ) from exc
     return path
 
