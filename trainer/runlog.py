@@ -6,8 +6,10 @@ TensorBoard scalars are written only when the optional `tensorboard` extra is in
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import sys
 import threading
 import time
 from pathlib import Path
@@ -41,6 +43,7 @@ class RunLog:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        self._failing = False
         self._log = open(self.run_dir / "training.log", "a", encoding="utf-8")
         self._metrics = open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8")
         self._tb = _open_tensorboard(self.run_dir) if tensorboard else None
@@ -50,25 +53,37 @@ class RunLog:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
         extra = f" {json.dumps(_jsonable(fields), sort_keys=True)}" if fields else ""
         with self._lock:
-            self._log.write(f"{stamp}  {name:<20} {message}{extra}\n".rstrip() + "\n")
-            self._log.flush()
+            self._append(self._log, f"{stamp}  {name:<20} {message}{extra}\n".rstrip() + "\n")
 
     def metrics(self, kind: str, step: int, values: dict[str, Any]) -> None:
         """One JSON line in metrics.jsonl, and TensorBoard scalars `kind/name`."""
         record = {"ts": round(time.time(), 3), "kind": kind, "step": step, **values}
         with self._lock:
-            self._metrics.write(json.dumps(_jsonable(record)) + "\n")
-            self._metrics.flush()
+            self._append(self._metrics, json.dumps(_jsonable(record)) + "\n")
             if self._tb is not None:
                 for name, value in values.items():
                     if isinstance(value, (int, float)) and not isinstance(value, bool):
                         self._tb.add_scalar(f"{kind}/{name}", value, step)
 
+    def _append(self, fh: Any, line: str) -> None:
+        """A full disk must not stop training: a failed write is reported once per streak, not raised."""
+        try:
+            fh.write(line)
+            fh.flush()
+        except OSError as exc:
+            if not self._failing:
+                print(f"warning: cannot write {Path(fh.name).name} ({exc.strerror}); training goes on",
+                      file=sys.stderr, flush=True)
+            self._failing = True
+            return
+        self._failing = False
+
     def close(self) -> None:
         with self._lock:
             for fh in (self._log, self._metrics):
                 if not fh.closed:
-                    fh.close()
+                    with contextlib.suppress(OSError):  # unflushed lines on a full disk
+                        fh.close()
             if self._tb is not None:
                 self._tb.close()
                 self._tb = None
