@@ -62,9 +62,11 @@ class TrainerProc:
     rep: str = field(default_factory=free_endpoint)
     proc: subprocess.Popen | None = None
     out_path: Path | None = None
+    out_dir: Path | None = None  # where its output file goes (default: beside the run folder)
 
     def start(self, *, preexec: Callable[[], None] | None = None) -> TrainerProc:
-        self.out_path = self.run_dir.parent / f"{self.run_dir.name}-{time.monotonic_ns()}.out"
+        out_dir = self.out_dir or self.run_dir.parent
+        self.out_path = out_dir / f"{self.run_dir.name}-{time.monotonic_ns()}.out"
         cmd = [sys.executable, "-m", "trainer", "--run-dir", str(self.run_dir), "--pub", self.pub,
                "--rep", self.rep, "--no-monitor", *self.args]
         with open(self.out_path, "w") as out:
