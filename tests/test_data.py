@@ -183,3 +183,21 @@ def test_a_clip_frame_of_another_size_is_named(tmp_path: Path) -> None:
     _, val = build_datasets(DataConfig(root=str(tmp_path), patch_size=4))
     with pytest.raises(DataError, match=r"b/00000003.png: size 36x30 differs"):
         val[0]
+
+
+def test_losing_a_generation_race_keeps_the_winners_set(tmp_path: Path, monkeypatch) -> None:
+    import trainer.data.synthetic as synthetic
+
+    real = synthetic.generate_dataset
+    final = tmp_path / synthetic.dataset_dir_name(0, SMALL)
+
+    def racing(root: Path, seed: int, spec: SyntheticSpec) -> Path:
+        real(root, seed, spec)
+        final.mkdir()  # another process finished first
+        (final / "winner").touch()
+        return root
+
+    monkeypatch.setattr(synthetic, "generate_dataset", racing)
+    assert default_dataset_root(tmp_path, spec=SMALL) == final
+    assert (final / "winner").exists()
+    assert [p.name for p in tmp_path.iterdir()] == [final.name]

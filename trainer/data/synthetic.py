@@ -166,6 +166,11 @@ def generate_dataset(root: Path, seed: int = 0, spec: SyntheticSpec = SyntheticS
     return root
 
 
+def dataset_dir_name(seed: int, spec: SyntheticSpec) -> str:
+    """Cache folder name: changes whenever the content would (generator version, spec, seed)."""
+    return f"synthetic-v{GENERATOR_VERSION}-x{spec.scale}-lr{spec.lr_size}-n{spec.n_train}-{spec.n_val}-seed{seed}"
+
+
 def default_dataset_root(
     cache_dir: str | Path | None = None, seed: int = 0, *, spec: SyntheticSpec = SyntheticSpec()
 ) -> Path:
@@ -176,7 +181,7 @@ def default_dataset_root(
     if cache_dir is None:
         cache_dir = os.environ.get("VSRPP_CACHE") or Path.home() / ".cache" / "vsrpp"
     cache = Path(cache_dir).expanduser()
-    name = f"synthetic-v{GENERATOR_VERSION}-x{spec.scale}-lr{spec.lr_size}-n{spec.n_train}-{spec.n_val}-seed{seed}"
+    name = dataset_dir_name(seed, spec)
     root = cache / name
     if root.is_dir():
         return root
