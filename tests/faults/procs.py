@@ -20,10 +20,12 @@ import protocol
 
 T = TypeVar("T")
 
-# A tiny model on tiny patches: fast steps, small checkpoints (~70 KB).
-TINY = ["--set", "model.n_feats=4", "--set", "model.n_blocks=2", "--set", "data.patch_size=8",
-        "--set", "train.batch_size=1", "--set", "train.val_limit=2", "--set", "train.val_images=1",
-        "--set", "telemetry.tensorboard=false", "--device", "cpu", "--seed", "7"]
+# A tiny model on tiny patches: fast steps, small checkpoints (~70 KB). As config keys and as CLI flags.
+TINY_SETTINGS = {"model.n_feats": 4, "model.n_blocks": 2, "data.patch_size": 8, "train.batch_size": 1,
+                 "train.val_limit": 2, "train.val_images": 1, "telemetry.tensorboard": False,
+                 "train.num_workers": 0, "train.device": "cpu", "train.seed": 7}
+TINY = [arg for key, value in TINY_SETTINGS.items()
+        for arg in ("--set", f"{key}={str(value).lower() if isinstance(value, bool) else value}")]
 # n_feats=64: ~6 MB checkpoints, so a kill can land in the middle of a write.
 BIG = [*TINY, "--set", "model.n_feats=64"]
 # One torch thread per process: two threads spin badly on a busy 2-core box.
