@@ -47,6 +47,17 @@ class _Step:
         return n / (time.process_time() - cpu0)
 
 
+def _cost_us(call, n: int = 2000) -> float:
+    """Median microseconds per call over 5 batches of n."""
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            call()
+        times.append((time.perf_counter() - t0) / n * 1e6)
+    return statistics.median(times)
+
+
 def _reader(sub: protocol.Subscriber, stop: threading.Event) -> None:
     while not stop.is_set():
         sub.recv(50)
@@ -79,6 +90,12 @@ def telemetry_overhead(rounds: int = 20, seconds: float = 0.5) -> None:
     print(f"trainer RSS change over {rounds * 2 * seconds:.0f} s (after warm-up) with a never-reading subscriber: "
           f"{(rss1 - rss0) / 1e6:+.1f} MB   goal: bounded (PUB high-water mark {1000} frames)")
     print(f"frames published {pub.sent}, dropped at the socket {pub.dropped}")
+    loop_us = _cost_us(lambda: on.publish_status())
+    status = on.latest_status()
+    send_us = _cost_us(lambda: pub.publish("status", **status))
+    per_s = 10 * (loop_us + send_us) + 2 * send_us  # 10 status frames and 2 heartbeats a second
+    print(f"cost of telemetry: a status frame {loop_us:.0f} us on the loop + {send_us:.0f} us to encode and send;"
+          f" {per_s:.0f} us of CPU per second = a step rate of {1 - per_s / 1e6:.4f}x   goal >= 0.99")
     for s in (reading, idle):
         s.close()
     pub.close()
