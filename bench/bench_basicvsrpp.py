@@ -172,7 +172,7 @@ def _deform_op_figures() -> tuple[float, float]:
     x = torch.rand(1, 128, 64, 64, requires_grad=True)
     offset = (torch.randn(1, 2 * 16 * 9, 64, 64) * 3).requires_grad_()
     mask = torch.rand(1, 16 * 9, 64, 64, requires_grad=True)
-    weight = torch.randn(64, 128, 3, 3, requires_grad=True) * 0.01
+    weight = (torch.randn(64, 128, 3, 3) * 0.01).requires_grad_()
 
     def fwd() -> None:
         with torch.no_grad():
