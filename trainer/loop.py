@@ -23,6 +23,7 @@ from trainer.control import Action, with_setting
 from trainer.data import DataError
 from trainer.distributed import sync_actions
 from trainer.parts import RunParts, build_run
+from trainer.schedule import set_lr
 from trainer.snapshot import capture_rng, collect_state, freeze, restore_rng, unwrap
 
 # Errors that mean "fix your input", reported as one line by `python -m trainer`.
@@ -67,8 +68,7 @@ class Trainer:
                     return self._stop()
                 # learning rate for this step (a pure function of the step)
                 lr = p.lr(self.step)
-                for group in p.optimizer.param_groups:
-                    group["lr"] = lr
+                set_lr(p.optimizer, lr)
                 # forward/backward with gradient accumulation, then clip and step
                 loss, parts = self._train_step()
                 self.step += 1
@@ -200,8 +200,9 @@ class Trainer:
         if improved:
             p.best_score = tel.best_score = metrics["quality"]
         p.last_metrics = metrics
-        tel.event("validation_finished", f"Validation at step {self.step}: quality "
-                  f"{metrics['quality']:.2%} (PSNR {metrics['psnr']:.2f} dB)", step=self.step, **metrics)
+        tel.event("validation_finished", f"Validation at step {self.step}: quality {metrics['quality']:.2%}, "
+                  f"PSNR {metrics['psnr']:.2f} dB (bilinear: {metrics['baseline_quality']:.2%}, "
+                  f"{metrics['baseline_psnr']:.2f} dB)", step=self.step, **metrics)
         tel.set_state("paused" if self.paused else "training")
         if improved:
             self.save("best")
