@@ -80,7 +80,8 @@ def load_model(path: str | Path, device: torch.device, *, expect_model: str | No
         raise UpscaleError(f"{path} holds a x{scale} model, not the expected x{expect_scale}")
     if name not in models.MODEL_INFO:
         raise UpscaleError(f"{path} holds an unknown model {name!r}; known: {', '.join(models.known_models())}")
-    model = models.build(name, **kwargs)
+    # the checkpoint holds every weight: do not reread a SPyNet file that may not exist here
+    model = models.build(name, **{k: v for k, v in kwargs.items() if k != "spynet_pretrained"})
     weights = {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in state["model_state_dict"].items()}
     try:
         model.load_state_dict(weights, strict=True)
