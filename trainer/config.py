@@ -76,6 +76,7 @@ class TrainConfig:
     device: str = "auto"
     amp: str = "auto"  # auto = bf16 on CUDA when supported, else fp16 + GradScaler; off on CPU
     num_workers: int = 0
+    cpu_threads: int = 0  # torch threads on CPU; 0 = the cores left after data workers (oversubscribing spins)
     val_images: int = 4  # comparison images written per validation
     val_limit: int = 0  # validate on the first N validation samples only (0 = all)
     adaptive_loss: bool = True  # the adaptive loss weights of [adaptive]
@@ -85,6 +86,7 @@ class TrainConfig:
             _positive_int("train", key, getattr(self, key))
         _positive_int("train", "seed", self.seed, zero_ok=True)
         _positive_int("train", "num_workers", self.num_workers, zero_ok=True)
+        _positive_int("train", "cpu_threads", self.cpu_threads, zero_ok=True)
         _positive_int("train", "val_limit", self.val_limit, zero_ok=True)
         _choice("train", "device", self.device, ("auto", "cpu", "cuda"))
         _choice("train", "amp", self.amp, ("auto", "bf16", "fp16", "off"))

@@ -138,7 +138,6 @@ def choose_checkpoint(run_dir: Path, spec: str, *, tty: bool, input_fn: Callable
             where = archive_run(run_dir)
             print_fn(f"Starting a new run; the previous files were moved to {where}")
             return None
-        print_fn(ckpt.format_table(entries))
         return ckpt.prompt_for_checkpoint(entries, input_fn=input_fn, print_fn=print_fn)
     if spec in ("never", "ask") or (spec in ("latest", "best") and not entries):
         return None

@@ -7,6 +7,7 @@ loss, clipping, telemetry, command server, checkpoint writer; and the resume tha
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import time
@@ -106,6 +107,14 @@ class BatchStream:
         self._iter, self._pending = None, 0
 
 
+def cpu_threads(requested: int, num_workers: int) -> int:
+    """Torch threads per process: as asked, else this process's share of the cores minus its data workers."""
+    if requested:
+        return requested
+    local_procs = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    return max(1, (os.cpu_count() or 1) // local_procs - num_workers)
+
+
 class RunParts:
     """Everything the loop touches, built once; `close()` releases it in reverse order."""
 
@@ -115,6 +124,8 @@ class RunParts:
         self.device = pick_device(cfg.train.device)
         self.dist = init_distributed(self.device)
         self.device = local_device(self.device, self.dist)
+        if self.device.type == "cpu":
+            torch.set_num_threads(cpu_threads(cfg.train.cpu_threads, cfg.train.num_workers))
         torch.manual_seed(cfg.train.seed)
         self.start_step, self.best_score, self.last_metrics = 0, None, {}
         self.publisher = self.runlog = self.writer = None
