@@ -40,9 +40,9 @@ test *args:
     ruff check .
     python -m pytest -m "not slow" "$@"
 
-# The long fault suite (SIGKILL x20, ...).
+# The long fault suite (SIGKILL x20+, 10,000 bad requests, restart cycles, long HTTP fuzz); tally in test-artifacts/faults.jsonl.
 chaos *args:
-    python -m pytest -m slow "$@"
+    python -m pytest -m slow tests/test_faults_kill.py tests/test_faults_live.py tests/test_faults_http.py tests/test_ckpt_crash.py "$@"
 
 # Benchmarks: prints the figures quoted in the issues' notes.
 bench *args:
