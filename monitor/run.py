@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 from .history import History, Point
@@ -22,6 +24,7 @@ STATUS_DEFAULTS: dict[str, Any] = {
     "timestamp": 0.0,
     "is_paused": False,
     "max_iterations": 0,
+    "activity": None,  # latest per-layer mean |output|: {layer: float}
 }
 HISTORY_FIELDS = ("iteration", "total_loss", "learn_rate", "iter_speed", "gpu_memory", "timestamp")
 VALIDATION_FIELDS = (
@@ -29,6 +32,16 @@ VALIDATION_FIELDS = (
     "baseline_psnr", "baseline_ssim", "baseline_quality", "ts",
 )
 ENVELOPE = ("v", "seq")
+MAX_LAYERS = 512
+
+
+def activity_of(value: Any) -> dict[str, float] | None:
+    """A status frame's per-layer activity (cleaned map): finite non-negative numbers; None when none."""
+    if not isinstance(value, dict):
+        return None
+    out = {k: float(v) for k, v in islice(value.items(), MAX_LAYERS)
+           if type(v) in (int, float) and math.isfinite(v) and v >= 0}
+    return out or None
 
 
 def pick(payload: dict[str, Any], keys: tuple[str, ...]) -> Point:
@@ -53,6 +66,7 @@ class RunState:
     frames: int = 0
     last_seen: float | None = None
     online: bool = False
+    activity: dict[str, float] | None = None  # latest per-layer mean |output| (kept when a frame lacks it)
 
     def __post_init__(self) -> None:
         self.history = History(self.recent, self.older)
@@ -74,11 +88,18 @@ class RunState:
         data = clean(payload)
         if topic == "status":
             require_int(payload, "iteration")
+            self._apply_activity(data)
             self.status = {k: v for k, v in data.items() if k not in ENVELOPE}
             self.history.append(pick(data, HISTORY_FIELDS))
         elif topic == "event":
             self.events.append(data)
         return data
+
+    def _apply_activity(self, data: dict[str, Any]) -> None:
+        """Keep the checked map (browsers get it too); a frame without a usable one keeps the last."""
+        checked = activity_of(data.pop("activity", None))
+        if checked:
+            data["activity"] = self.activity = checked
 
     def _apply_validation(self, payload: dict[str, Any]) -> dict[str, Any]:
         require_int(payload, "iteration")
@@ -93,7 +114,8 @@ class RunState:
         return data
 
     def public_status(self, online: bool) -> dict[str, Any]:
-        return {**STATUS_DEFAULTS, **self.status, "trainer_online": online, "run": self.name}
+        return {**STATUS_DEFAULTS, **self.status, "activity": self.activity, "trainer_online": online,
+                "run": self.name}
 
     def replace_history(self, points: list[Any], validations: list[Any] | None) -> None:
         """Adopt the trainer's own record, keeping our points newer than its last one."""

@@ -74,6 +74,7 @@ STATUS: Schema = {
     "state": opt(STR),
     "grad_norm": opt(OPT_FLOAT),
     "losses": opt(MAP),  # loss parts, e.g. {"l1": 0.01, "perceptual": 0.002}
+    "activity": opt(MAP),  # per-layer mean |output|, e.g. {"feat": 0.21, "out": 0.03}
 }
 
 EVENT: Schema = {"kind": req(STR), "message": req(STR), "data": opt(MAP)}

@@ -97,6 +97,7 @@ class Trainer:
     def _train_step(self) -> tuple[torch.Tensor, dict[str, Any]]:
         p, accum = self.p, self.cfg.train.accum_steps
         total = torch.zeros((), device=p.device)
+        tracked = p.track_activity(p.telemetry.activity_due())
         for micro in range(accum):
             batch = p.batches.next()
             frames = batch["lr"].to(p.device, non_blocking=True)  # (B, T, 3, h, w)
@@ -113,6 +114,8 @@ class Trainer:
         p.scaler.update()
         p.optimizer.zero_grad(set_to_none=True)
         p.after_step(self.step + 1, pred.detach(), target, total)
+        if tracked:  # the one read of the activity sums, on the step it is published and logged
+            p.telemetry.set_activity(self.step + 1, p.read_activity())
         return total, {"grad_norm": grad_norm, "losses": parts}
 
     # ---- commands -------------------------------------------------------------

@@ -258,6 +258,20 @@ class RunParts:
         self.clipper.observe(norm)
         return norm
 
+    def track_activity(self, due: bool) -> bool:
+        """Let the model accumulate per-layer activity on the device during this step (models with it)."""
+        model = unwrap(self.model)
+        on = due and callable(getattr(model, "activity", None))
+        if on or getattr(model, "track_activity", False):
+            model.track_activity = on
+        return on
+
+    def read_activity(self) -> dict[str, float]:
+        """What the tracked step recorded (one device->host copy); tracking goes off again."""
+        model = unwrap(self.model)
+        model.track_activity = False
+        return model.activity()
+
     def after_step(self, step: int, pred: torch.Tensor, target: torch.Tensor, loss: torch.Tensor) -> None:
         if self.adaptive is None:
             return

@@ -116,6 +116,7 @@
     $("badge-paused").hidden = !(online && s.is_paused);
     text("run-name", selectedName() || "waiting for a trainer…");
     renderCards(s);
+    renderActivity(s.activity);
     renderControls(s, online);
     renderRunSelect();
     if (!run) return;
@@ -140,6 +141,30 @@
     text("m-speed", fixed(2)(s.iter_speed));
     text("m-gpu", num(s.gpu_memory, (x) => x.toFixed(1) + " GB"));
     text("m-best", pct(s.best_score));
+  }
+
+  function renderActivity(act) {
+    const box = $("activity"), entries = Object.entries(act && typeof act === "object" ? act : {})
+      .filter(([, v]) => typeof v === "number" && isFinite(v) && v >= 0);
+    const keys = entries.map(([k]) => k).join("\n");
+    if (box.dataset.keys !== keys) {  // rebuild rows only when the layers change
+      box.dataset.keys = keys;
+      box.replaceChildren(...entries.map(([k]) => {
+        const row = document.createElement("div"), name = document.createElement("span");
+        const bar = document.createElement("span"), val = document.createElement("span");
+        row.className = "act-row"; row.setAttribute("role", "listitem");
+        name.className = "act-name"; name.textContent = k; name.title = k;
+        bar.className = "act-bar"; bar.append(document.createElement("span")); val.className = "act-val";
+        row.append(name, bar, val);
+        return row;
+      }));
+    }
+    const max = Math.max(0, ...entries.map(([, v]) => v)) || 1;
+    entries.forEach(([, v], i) => {
+      const row = box.children[i];
+      row.children[1].firstChild.style.width = ((100 * v) / max).toFixed(1) + "%";
+      if (row.children[2].textContent !== v.toPrecision(3)) row.children[2].textContent = v.toPrecision(3);
+    });
   }
 
   function renderControls(s, online) {

@@ -23,10 +23,12 @@ from torch.utils.checkpoint import checkpoint
 from . import register
 from .deform import ModulatedDeformConv2d
 from .spynet import SpyNet, flow_warp
+from .vsrpp import VSRPP, _mean_abs
 
 __all__ = ["BasicVSRPlusPlus", "SecondOrderDeformableAlignment", "flow_frozen"]
 
 BRANCHES = ("backward_1", "forward_1", "backward_2", "forward_2")
+ACTIVITY_LAYERS = ("feat_extract", *BRANCHES, "output")  # mean |output| per stage when tracked
 
 
 def flow_frozen(step: int, fix_iter: int) -> bool:
@@ -120,6 +122,12 @@ class BasicVSRPlusPlus(nn.Module):
             self.upconv1 = nn.Conv2d(mid_channels, hr_channels * scale * scale, 3, 1, 1)
         self.conv_hr = nn.Conv2d(hr_channels, hr_channels, 3, 1, 1)
         self.conv_last = nn.Conv2d(hr_channels, 3, 3, 1, 1)
+        self.layer_names = list(ACTIVITY_LAYERS)
+        self.track_activity = False
+        self.register_buffer("_activity_sum", torch.zeros(len(self.layer_names)), persistent=False)
+        self._activity_count = 0
+
+    activity = VSRPP.activity  # same contract: model.activity(reset=True) -> {layer: mean |output|}
 
     # ---- training hooks -------------------------------------------------------------------------
     def param_groups(self, lr: float) -> list[dict]:
@@ -143,14 +151,27 @@ class BasicVSRPlusPlus(nn.Module):
         n, t, c, h, w = lqs.shape
         self._cache = lqs.is_cuda and t > self.cpu_cache_length
         self._device = lqs.device
+        acts: list[Tensor] | None = [] if self.track_activity else None
         feats_ = self._run(self.feat_extract, lqs.reshape(-1, c, h, w)).view(n, t, -1, h, w)
+        self._note(acts, [feats_])
         feats: dict[str, list[Tensor]] = {"spatial": [self._keep(feats_[:, i]) for i in range(t)]}
         del feats_
         flows_forward, flows_backward = self._compute_flow(lqs)
         for name in BRANCHES:
             flows = flows_backward if name.startswith("backward") else flows_forward
             feats[name] = self._propagate(feats, flows, name)
-        return self._upsample(lqs, feats)
+            self._note(acts, feats[name])
+        out = self._upsample(lqs, feats)
+        self._note(acts, [out])
+        if acts is not None:
+            self._activity_sum.add_(torch.stack(acts).to(self._activity_sum))
+            self._activity_count += 1
+        return out
+
+    def _note(self, acts: list[Tensor] | None, xs: list[Tensor]) -> None:
+        """mean |x| over a stage's outputs, reduced where they live (cached ones on the CPU)."""
+        if acts is not None:
+            acts.append(torch.stack([_mean_abs(x).to(self._device) for x in xs]).mean())
 
     def _run(self, module: nn.Module, *args: Tensor) -> Tensor:
         if self.checkpointing and torch.is_grad_enabled():
