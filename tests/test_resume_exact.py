@@ -16,7 +16,7 @@ from trainer.loop import RunOptions, Trainer
 TINY = {"model.n_feats": 4, "model.n_blocks": 2, "data.patch_size": 8, "train.batch_size": 2,
         "train.val_every": 1000, "train.save_every": 1000, "train.val_images": 1, "train.val_limit": 2,
         "telemetry.tensorboard": False, "adaptive.warmup": 2, "adaptive.every": 2, "adaptive.cooldown": 2,
-        "clip.min_history": 2, "clip.flush_every": 2, "schedule.warmup_iters": 2}
+        "clip.min_history": 2, "clip.flush_every": 2, "schedule.warmup_iters": 2, "train.cpu_threads": 1}
 
 
 class StopAt:
