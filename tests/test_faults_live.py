@@ -93,7 +93,8 @@ def request_raw(sock: zmq.Socket, frames: list[bytes]) -> dict:
 def test_garbage_requests_get_ok_false_with_the_reason_and_the_trainer_keeps_working(live: Live,
                                                                                      count: int) -> None:
     mix = {kind: count // len(REQUEST_KINDS) for kind in REQUEST_KINDS}
-    mix["huge frame"] = 5
+    mix["huge frame"] = 5  # 2 MiB each
+    mix["random bytes"] += count - sum(mix.values())
     trainer = psutil.Process(live.trainer.proc.pid)
     sock = zmq.Context.instance().socket(zmq.REQ)
     sock.setsockopt(zmq.LINGER, 0)
