@@ -158,7 +158,7 @@ def _train_step(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], None]:
 def _best_of(fns: list[Callable[[], None] | None], reps: int) -> list[float]:
     """Best time of each fn over `reps` rounds, the fns interleaved so load drift hits all alike."""
     best = [float("inf") if fn else float("nan") for fn in fns]
-    for _ in range(reps + 1):  # the first round warms up
+    for _ in range(reps + 1):  # the first round warms up (the first large allocations are slow)
         for i, fn in enumerate(fns):
             if fn is not None:
                 start = time.perf_counter()
@@ -200,7 +200,7 @@ def main() -> None:
     print("pure-PyTorch kernel (torchvision does not import beside this torch), so the ratio compares the rest")
     print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (figures are noisy when busy)")
     print(f"{'':22}{'ours':>10}{'BasicSR 1.4.2':>16}{'ratio':>8}")
-    for label, make, reps in (("forward (s)", _forward, 2), ("train step (s)", _train_step, 2)):
+    for label, make, reps in (("forward (s)", _forward, 4), ("train step (s)", _train_step, 3)):
         mine, theirs = _best_of([make(ours, x), make(ref, x) if ref is not None else None], reps)
         print(f"{label:22}{mine:10.3f}{theirs:16.3f}{mine / theirs:7.2f}x")
     if ref is None:
