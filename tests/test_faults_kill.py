@@ -99,7 +99,7 @@ def kill_and_resume(tmp_path: Path, model: list[str], modes: list[str], max_iter
 
 
 def test_three_sigkills_at_random_moments_then_resume_latest_reaches_the_last_iteration(tmp_path):
-    seen = kill_and_resume(tmp_path, BIG, ["training", "writing", "training"], max_iters=14, seed=1)
+    seen = kill_and_resume(tmp_path, BIG, ["training", "writing", "training"], max_iters=60, seed=1)
     record("SIGKILL trainer (quick, 6 MB checkpoints, 1 mid-write)", seen["kills"],
            f"all restarts resumed from the newest complete checkpoint; run finished; "
            f"{seen['temp_left']} kill(s) left a temp file, never listed")
@@ -109,7 +109,7 @@ def test_three_sigkills_at_random_moments_then_resume_latest_reaches_the_last_it
 @pytest.mark.parametrize(("model", "kills"), [(TINY, 20), (BIG, 8)], ids=["tiny", "big"])
 def test_many_sigkills_at_random_moments_never_leave_a_partial_checkpoint_listed(tmp_path, model, kills):
     modes = [MODES[i % len(MODES)] if model is TINY else "writing" for i in range(kills)]
-    seen = kill_and_resume(tmp_path, model, modes, max_iters=8 + 3 * kills, seed=kills)
+    seen = kill_and_resume(tmp_path, model, modes, max_iters=50 * kills + 50, seed=kills)
     size = "70 KB" if model is TINY else "6 MB"
     record(f"SIGKILL trainer (long, {size} checkpoints)", seen["kills"],
            f"all restarts resumed from the newest complete checkpoint; run finished; "

@@ -23,12 +23,12 @@ T = TypeVar("T")
 # A tiny model on tiny patches: fast steps, small checkpoints (~70 KB). As config keys and as CLI flags.
 TINY_SETTINGS = {"model.n_feats": 4, "model.n_blocks": 2, "data.patch_size": 8, "train.batch_size": 1,
                  "train.val_limit": 2, "train.val_images": 1, "telemetry.tensorboard": False,
-                 "train.num_workers": 0, "train.device": "cpu", "train.seed": 7}
+                 "train.num_workers": 0, "train.cpu_threads": 1, "train.device": "cpu", "train.seed": 7}
 TINY = [arg for key, value in TINY_SETTINGS.items()
         for arg in ("--set", f"{key}={str(value).lower() if isinstance(value, bool) else value}")]
 # n_feats=64: ~6 MB checkpoints, so a kill can land in the middle of a write.
 BIG = [*TINY, "--set", "model.n_feats=64"]
-# One torch thread per process: two threads spin badly on a busy 2-core box.
+# One torch thread per process (also train.cpu_threads above): two threads spin badly on a busy 2-core box.
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
@@ -68,6 +68,7 @@ class TrainerProc:
 
     def start(self, *, preexec: Callable[[], None] | None = None) -> TrainerProc:
         out_dir = self.out_dir or self.run_dir.parent
+        out_dir.mkdir(parents=True, exist_ok=True)
         self.out_path = out_dir / f"{self.run_dir.name}-{time.monotonic_ns()}.out"
         cmd = [sys.executable, "-m", "trainer", "--run-dir", str(self.run_dir), "--pub", self.pub,
                "--rep", self.rep, "--no-monitor", *self.args]
