@@ -15,58 +15,49 @@ import time
 from pathlib import Path
 
 import protocol
-from tests.faults.procs import (
-    TINY,
-    MonitorProc,
-    TrainerProc,
-    event_of,
-    newest_status,
-    status_at_least,
-    wait_for_frame,
-    wait_until,
-)
+from tests.faults import procs
 
 WINDOW_S = 6.0
 
 
 def speed(sub: protocol.Subscriber) -> float:
     """Iterations per second over WINDOW_S, from the trainer's own status frames."""
-    first = newest_status(sub)
+    first = procs.newest_status(sub)
     time.sleep(WINDOW_S)
-    last = newest_status(sub)
+    last = procs.newest_status(sub)
     return (last["iteration"] - first["iteration"]) / max(last["ts"] - first["ts"], 1e-9)
 
 
-def correct_after_restart(monitor: MonitorProc, sub: protocol.Subscriber) -> float:
+def correct_after_restart(monitor: procs.MonitorProc, sub: protocol.Subscriber) -> float:
     monitor.start()
-    wait_until(lambda: monitor.get("/api/status"), 60, "the monitor serving")
-    serving, reached = time.monotonic(), newest_status(sub)["iteration"]
+    procs.wait_until(lambda: monitor.get("/api/status"), 60, "the monitor serving")
+    serving, reached = time.monotonic(), procs.newest_status(sub)["iteration"]
 
     def right() -> bool:
         shown = monitor.get("/api/status")
         return bool(shown and shown["trainer_online"] and shown["iteration"] >= reached)
 
-    wait_until(right, 30, "a correct /api/status")
+    procs.wait_until(right, 30, "a correct /api/status")
     return time.monotonic() - serving
 
 
-def emergency_latency(trainer: TrainerProc, sub: protocol.Subscriber) -> float:
+def emergency_latency(trainer: procs.TrainerProc, sub: protocol.Subscriber) -> float:
     trainer.signal(signal.SIGTERM)
     sent = time.monotonic()
-    step = wait_for_frame(sub, event_of("stopping"), 30, "stopping")["data"]["step"]
+    step = procs.wait_for_frame(sub, procs.event_of("stopping"), 30, "stopping")["data"]["step"]
     path = trainer.run_dir / f"checkpoint_step_{step:07d}_emergency.pth"
-    wait_until(path.exists, 30, path.name, every=0.005)
+    procs.wait_until(path.exists, 30, path.name, every=0.005)
     return time.monotonic() - sent
 
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        args = [*TINY, "--max-iters", "1000000", "--save-every", "1000000", "--val-every", "1000000"]
-        trainer = TrainerProc(Path(tmp) / "run", args).start()
+        args = [*procs.TINY, "--max-iters", "1000000", "--save-every", "1000000", "--val-every", "1000000"]
+        trainer = procs.TrainerProc(Path(tmp) / "run", args).start()
         sub = protocol.Subscriber(trainer.pub, topics=("status", "event"))
-        monitor = MonitorProc(trainer.pub, trainer.rep).start()
+        monitor = procs.MonitorProc(trainer.pub, trainer.rep).start()
         try:
-            wait_for_frame(sub, status_at_least(20), 120, "training under way")
+            procs.wait_for_frame(sub, procs.status_at_least(20), 120, "training under way")
             with_monitor = speed(sub)
             monitor.kill()
             without = speed(sub)
