@@ -7,6 +7,7 @@ mistake into a `ConfigError` that names the key and what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import types
 import typing
 from dataclasses import dataclass, field
@@ -53,16 +54,24 @@ class ModelConfig:
     n_feats: int = 32
     n_blocks: int = 4
     scale: int = 3
+    # the chosen model's own arguments ([model.options] / --set model.options.KEY=V), checked
+    # against its factory's signature: basicvsrpp's mid_channels, spynet_fix_iter, spynet_lr_mul, ...
+    options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
             raise ConfigError(f"model.name must be a model name, got {self.name!r}")
-        for key in ("num_frames", "n_feats", "n_blocks", "scale"):
+        for key in GENERIC_MODEL_KEYS:
             _positive_int("model", key, getattr(self, key))
+        if not isinstance(self.options, dict):
+            raise ConfigError(f"model.options must be a table of model arguments, got {self.options!r}")
 
     def kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for `trainer.models.build(name, **kwargs)`."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k != "name"}
+        """Keyword arguments for `trainer.models.build(name, **kwargs)` (what checkpoints store)."""
+        return {**{k: getattr(self, k) for k in GENERIC_MODEL_KEYS}, **self.options}
+
+
+GENERIC_MODEL_KEYS = ("num_frames", "n_feats", "n_blocks", "scale")
 
 
 @dataclass
@@ -159,7 +168,8 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
             return float(value)
         if kind is int and isinstance(value, bool):
             continue
-        if isinstance(kind, type) and isinstance(value, kind):
+        base = typing.get_origin(kind) or kind
+        if isinstance(base, type) and isinstance(value, base):
             return value
     names = " or ".join(getattr(k, "__name__", str(k)) for k in allowed)
     raise ConfigError(f"{key} must be {names}, got {value!r}")
@@ -213,6 +223,9 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 
 def _merge(data: dict[str, Any], key: str, value: Any) -> None:
+    if key.startswith("model.options.") and len(key.split(".")) == 3:
+        data.setdefault("model", {}).setdefault("options", {})[key.split(".")[2]] = value
+        return
     if key in DERIVED:
         raise ConfigError(f"{key} follows {DERIVED[key]}; set that instead")
     if key not in known_keys():
@@ -253,6 +266,7 @@ def config_from_dict(data: dict[str, Any]) -> Config:
             raise ConfigError(f"{key} follows {source}; set that instead")
     data = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
     model = _build(ModelConfig, data.get("model", {}), "model.")
+    _check_model_options(model)
     train = _build(TrainConfig, data.get("train", {}), "train.")
     data.setdefault("data", {}).update(num_frames=model.num_frames, scale=model.scale)
     data["data"]["many_to_many"] = _many_to_many(model.name)
@@ -266,3 +280,33 @@ def _many_to_many(name: str) -> bool:
     if name not in models.MODEL_INFO:
         raise ConfigError(f"model.name must be one of {', '.join(models.known_models())}; got {name!r}")
     return bool(models.MODEL_INFO[name]["many_to_many"])
+
+
+def _check_model_options(model: ModelConfig) -> None:
+    allowed = _model_arguments(model.name)
+    if allowed is None:
+        return
+    allowed -= set(GENERIC_MODEL_KEYS)
+    for key in model.options:
+        if key not in allowed:
+            raise ConfigError(f"model.options.{key} is not an argument of model {model.name!r}; "
+                              f"allowed: {', '.join(sorted(allowed)) or 'none'}")
+
+
+def _model_arguments(name: str) -> set[str] | None:
+    """Keyword arguments the model's factory takes (through `**kwargs`: those of the class it
+    returns); None when they cannot be known."""
+    from trainer import models
+
+    factory = models._FACTORIES.get(name)  # noqa: SLF001 - the registry keeps no signatures itself
+    if factory is None:
+        return None  # an unknown name is reported with the known ones later
+    names: set[str] = set()
+    for target in (factory, typing.get_type_hints(factory).get("return")):
+        if not callable(target):
+            return None
+        params = inspect.signature(target).parameters.values()
+        names |= {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            return names
+    return None

@@ -69,6 +69,7 @@ class Trainer:
                 # learning rate for this step (a pure function of the step)
                 lr = p.lr(self.step)
                 set_lr(p.optimizer, lr)
+                p.prepare_step(self.step)
                 # forward/backward with gradient accumulation, then clip and step
                 loss, parts = self._train_step()
                 self.step += 1
@@ -103,7 +104,7 @@ class Trainer:
             frames = batch["lr"].to(p.device, non_blocking=True)  # (B, T, 3, h, w)
             target = batch["gt"].to(p.device, non_blocking=True)  # (B, 3, H, W) or (B, T, 3, H, W)
             with p.no_sync(micro < accum - 1), p.autocast():
-                pred = p.model(frames)
+                pred = centre_if_single_target(p.model(frames), target)
                 loss, parts = p.loss_fn(pred, target)
             p.scaler.scale(loss / accum).backward()
             total += loss.detach() / accum
@@ -246,6 +247,14 @@ class Trainer:
             print(f"[rank {self.p.dist.rank}] stopped at step {self.step}", flush=True)
         for sig, old in getattr(self, "_old_handlers", {}).items():
             signal.signal(sig, old)
+
+
+def centre_if_single_target(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Many-to-many output [B,T,3,H,W] against one centre ground truth [B,3,H,W]: the centre frame's
+    output is what is trained; against all T ground truths every frame is."""
+    if pred.dim() == 5 and target.dim() == 4:
+        return pred[:, pred.shape[1] // 2]
+    return pred
 
 
 def train(cfg: Config, opts: RunOptions) -> int:

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Subset
 import ckpt
 import protocol
 from trainer import adaptive, data, losses, models, schedule, validation
-from trainer.config import Config
+from trainer.config import GENERIC_MODEL_KEYS, Config, ConfigError
 from trainer.console import KEYS_HINT, Console, ResumeError, choose_checkpoint, is_tty
 from trainer.control import ACTIONS, Controller, KeyReader, validate_set_args
 from trainer.distributed import (
@@ -183,7 +183,10 @@ class RunParts:
         self.batches = BatchStream(train_ds, cfg, self.dist)
         self.val_loader = DataLoader(val_ds, batch_size=1, shuffle=False, num_workers=0)
         self.model_name, self.model_kwargs = cfg.model.name, cfg.model.kwargs()
-        self.model = models.build(self.model_name, **self.model_kwargs).to(self.device)
+        try:
+            self.model = models.build(self.model_name, **self.model_kwargs).to(self.device)
+        except ValueError as exc:  # e.g. model.options.mid_channels contradicting model.n_feats
+            raise ConfigError(f"model {self.model_name!r}: {exc}") from None
         self.optimizer = schedule.build_optimizer(self.model, cfg.schedule)
         self.dtype = amp_dtype(cfg.train.amp, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
@@ -231,7 +234,8 @@ class RunParts:
         name, kwargs = state.get("model_name"), state.get("model_kwargs")
         if name is None or (name, kwargs) == (self.model_name, self.model_kwargs):
             return
-        settings = " ".join(f"--set model.{k}={v}" for k, v in (kwargs or {}).items())
+        settings = " ".join(f"--set model.{'' if k in GENERIC_MODEL_KEYS else 'options.'}{k}={v!r}"
+                            for k, v in (kwargs or {}).items())
         raise ResumeError(f"{path.name} holds a {name!r} model with {kwargs}, but this run is configured "
                           f"for {self.model_name!r} with {self.model_kwargs}. Resume with the same "
                           f"settings (--set model.name={name} {settings}) or start a new run "
@@ -252,6 +256,13 @@ class RunParts:
     def lr(self, step: int) -> float:
         """This step's LR from the live schedule settings and the plateau boost."""
         return schedule.lr_at(step, self.get_cfg().schedule, boost_start=self.boost.start)
+
+    def prepare_step(self, step: int) -> None:
+        """Per-step model switches, pure functions of the step (BasicVSR++: SPyNet frozen before
+        spynet_fix_iter), so a resumed run sets them exactly as the straight one."""
+        model = unwrap(self.model)
+        if callable(getattr(model, "set_flow_trainable", None)):
+            model.set_flow_trainable(step)
 
     def clip(self, params: Any) -> torch.Tensor:
         norm = torch.nn.utils.clip_grad_norm_(list(params), self.clipper.clip)

@@ -85,14 +85,21 @@ class PlateauBoost:
 
 
 def build_optimizer(model: nn.Module, cfg: object | None = None) -> torch.optim.AdamW:
-    """AdamW (weight decay 1e-3 by default); fused on CUDA."""
+    """AdamW (weight decay 1e-3 by default); fused on CUDA. A model with `param_groups(lr)` (BasicVSR++:
+    its SPyNet at a fraction of the LR, even while frozen) gets those groups, each with its `lr_mult`."""
     cfg = cfg or ScheduleConfig()
-    params = [p for p in model.parameters() if p.requires_grad]
-    fused = bool(params) and params[0].is_cuda
+    if callable(getattr(model, "param_groups", None)):
+        params = model.param_groups(_get(cfg, "lr_max"))
+        first = next((p for g in params for p in g["params"]), None)
+    else:
+        params = [p for p in model.parameters() if p.requires_grad]
+        first = params[0] if params else None
+    fused = first is not None and first.is_cuda
     return torch.optim.AdamW(params, lr=_get(cfg, "lr_max"), weight_decay=_get(cfg, "weight_decay"),
                              betas=(_get(cfg, "beta1"), _get(cfg, "beta2")), fused=fused or None)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """This step's LR into every group, times the group's `lr_mult` (1 when it has none)."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_mult", 1.0)

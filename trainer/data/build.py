@@ -36,8 +36,10 @@ class DataConfig:
     def __post_init__(self) -> None:
         if self.layout not in LAYOUTS:
             raise ValueError(f"data.layout must be one of {', '.join(LAYOUTS)}; got {self.layout!r}")
-        if self.num_frames < 3 or self.num_frames % 2 == 0:
-            raise ValueError(f"data.num_frames must be odd and >= 3, got {self.num_frames}")
+        if self.num_frames < 3 or (self.num_frames % 2 == 0 and not self.many_to_many):
+            # a centre-frame model needs a middle frame; many-to-many ones (BasicVSR++'s 30) do not
+            raise ValueError(f"data.num_frames must be odd and >= 3 (even only for many-to-many models), "
+                             f"got {self.num_frames}")
         if self.scale not in (2, 3, 4):
             raise ValueError(f"data.scale must be 2, 3 or 4, got {self.scale}")
         if self.patch_size < 4:
