@@ -11,7 +11,13 @@ import torch
 from PIL import Image
 
 import ckpt
-from tests.test_resume_exact import TINY, StopAt, _assert_same_training_state, _final_state
+from tests.test_resume_exact import (  # noqa: F401 - one_thread: autouse fixture
+    TINY,
+    StopAt,
+    _assert_same_training_state,
+    _final_state,
+    one_thread,
+)
 from trainer import models
 from trainer.config import ConfigError, load_config
 from trainer.loop import RunOptions, Trainer, centre_if_single_target
@@ -21,14 +27,6 @@ FIX = 2  # SPyNet frozen for steps 0 and 1, trained from step 2
 BVPP = {**TINY, "model.name": "basicvsrpp", "model.n_feats": 16, "model.n_blocks": 1, "data.patch_size": 16,
         "model.options.hr_channels": 4, "model.options.spynet_fix_iter": FIX, "train.batch_size": 1,
         "train.max_iters": 4}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _trainer(run_dir: Path, resume: str = "never", stop_at: int | None = None, **over) -> Trainer:
