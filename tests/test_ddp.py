@@ -42,3 +42,18 @@ def test_stop_command_reaches_both_ranks_at_the_same_step(tmp_path):
     entries = ckpt.list_checkpoints(tmp_path / "run")
     assert [e["step"] for e in entries] == [int(stops["0"])]
     assert ckpt.load_checkpoint(entries[0]["path"])["data_state"]["position"] % 2 == 0  # two ranks' samples
+
+
+def test_basicvsrpp_trains_under_ddp_across_the_spynet_unfreeze(tmp_path):
+    """SPyNet has no gradients while frozen; DDP must accept that, then train it after fix_iter."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
+           "--master-port", str(free_port()), "-m", "trainer", "--run-dir", str(tmp_path / "run"),
+           "--pub", f"tcp://127.0.0.1:{free_port()}", "--rep", f"tcp://127.0.0.1:{free_port()}",
+           "--max-iters", "4", "--val-every", "100", "--save-every", "100", *TINY,
+           "--set", "model.name=basicvsrpp", "--set", "model.n_feats=16", "--set", "model.n_blocks=1",
+           "--set", "model.options.hr_channels=4", "--set", "model.options.spynet_fix_iter=2",
+           "--set", "data.patch_size=16", "--set", "train.val_limit=1"]
+    done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=ONE_THREAD,
+                          timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert [e["step"] for e in ckpt.list_checkpoints(tmp_path / "run") if e["type"] == "regular"] == [4]

@@ -63,7 +63,10 @@ def wrap_model(model: torch.nn.Module, info: DistInfo, device: torch.device) -> 
     from torch.nn.parallel import DistributedDataParallel
 
     ids = [device.index] if device.type == "cuda" else None
-    return DistributedDataParallel(model, device_ids=ids)
+    # A model that freezes part of itself for a while (BasicVSR++'s SPyNet) leaves those
+    # parameters without gradients; DDP must be told to expect that.
+    partly_frozen = hasattr(model, "set_flow_trainable")
+    return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=partly_frozen)
 
 
 def sync_actions(actions: list[Any], local_stop: bool, info: DistInfo) -> tuple[list[Any], bool]:
