@@ -45,6 +45,15 @@ def hms(seconds: float) -> str:
     return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
+MOCK_LAYERS = ("feat", "backward.fuse", "backward.trunk", "forward.fuse", "forward.trunk", "fusion",
+               "upsample", "output")
+
+
+def mock_activity(iteration: int) -> dict[str, float]:
+    """Plausible per-layer mean |output| values that drift slowly with training."""
+    return {name: 0.05 + 0.4 * abs(math.sin(i + iteration / 3000)) for i, name in enumerate(MOCK_LAYERS)}
+
+
 class MockTrainer:
     """Publishes status/heartbeat/event/validation frames and obeys commands, on its own thread.
 
@@ -110,6 +119,7 @@ class MockTrainer:
                 "best_score": self.best_score, "is_validating": validating, "is_training": True,
                 "timestamp": time.time(), "is_paused": self.paused, "max_iterations": self.max_iterations,
                 "state": "paused" if self.paused else "validating" if validating else "training",
+                "activity": mock_activity(it),
             }
 
     # ---- the loop ----------------------------------------------------------
