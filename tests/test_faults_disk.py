@@ -32,19 +32,20 @@ def test_full_disk_during_saves_is_a_clear_error_and_older_checkpoints_stay_inta
             trainer.start(preexec=disk.preexec)
             wait_for_frame(sub, event_of("checkpoint_saved"), 120, "a first checkpoint")
             disk.fill(trainer.proc.pid, leave=16 * 1024)
-            kept = {e["path"]: e["step"] for e in ckpt.list_checkpoints(run)}
             error = wait_for_frame(sub, is_save_error, 60, "a failed save reported")
             assert any(why in error["message"] for why in ("No space left", "File too large")), error
+            kept = {e["path"]: e["step"] for e in ckpt.list_checkpoints(run)}  # saves run one at a time
+            wait_for_frame(sub, is_save_error, 60, "the next save failing too")
             entries = ckpt.list_checkpoints(run)
             assert {e["path"]: e["step"] for e in entries} == kept, "older checkpoints untouched"
             assert all(e["status"] == "ok" for e in entries)
             assert all(ckpt.load_checkpoint(path)["step"] == step for path, step in kept.items())
-            assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
             disk.free(trainer.proc.pid)
             wait_for_frame(sub, event_of("checkpoint_saved"), 60, "saves working again")
             trainer.signal(signal.SIGTERM)
             assert trainer.wait(60) == 128 + signal.SIGTERM, trainer.output
             assert "Traceback" not in trainer.output, trainer.output
+            assert not [p for p in run.iterdir() if p.name.endswith(".tmp")], "failed saves leave no temp file"
         finally:
             sub.close()
             trainer.kill()

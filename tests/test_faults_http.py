@@ -89,7 +89,7 @@ def fuzz(client: TestClient, server: protocol.CommandServer, examples: int) -> d
     """Random requests: never a 5xx; an action reaches the trainer only with the token and only as
     the command the 200 answer names. Returns how many ran with and without the token."""
     tried = {"without token": 0, "with token": 0}
-    paths = st.sampled_from(ROUTES) | st.text("abcxyz/._-%~", max_size=30).map(lambda t: "/" + t)
+    paths = st.sampled_from(ROUTES) | st.text("abcxyz/._-%~", max_size=30).map(lambda t: "/" + t.lstrip("/"))
     query = st.dictionaries(st.sampled_from(["run", "token", "limit", "command"]), HEADER_TEXT, max_size=2)
     methods = st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"])
 
