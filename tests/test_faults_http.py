@@ -93,7 +93,7 @@ def fuzz(client: TestClient, server: protocol.CommandServer, examples: int) -> d
     query = st.dictionaries(st.sampled_from(["run", "token", "limit", "command"]), HEADER_TEXT, max_size=2)
     methods = st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"])
 
-    @settings(max_examples=examples, deadline=None, database=None,
+    @settings(max_examples=examples, deadline=None, database=None, print_blob=True,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
     @given(method=methods, path=paths, params=query, body=bodies(), extra=headers(), tokened=st.booleans())
     def one_request(method: str, path: str, params: dict, body: bytes, extra: dict[str, str],
