@@ -85,7 +85,7 @@ class TrainConfig:
     device: str = "auto"
     amp: str = "auto"  # auto = bf16 on CUDA when supported, else fp16 + GradScaler; off on CPU
     num_workers: int = 0
-    cpu_threads: int = 0  # torch threads on CPU; 0 = the cores left after data workers (oversubscribing spins)
+    cpu_threads: int = 0  # torch threads on CPU; 0 = $OMP_NUM_THREADS, else the cores left after data workers
     val_images: int = 4  # comparison images written per validation
     val_limit: int = 0  # validate on the first N validation samples only (0 = all)
     adaptive_loss: bool = True  # the adaptive loss weights of [adaptive]

@@ -111,6 +111,8 @@ def cpu_threads(requested: int, num_workers: int) -> int:
     """Torch threads per process: as asked, else this process's share of the cores minus its data workers."""
     if requested:
         return requested
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit():  # the user's explicit choice wins
+        return max(1, int(os.environ["OMP_NUM_THREADS"]))
     local_procs = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
     return max(1, (os.cpu_count() or 1) // local_procs - num_workers)
 
