@@ -14,13 +14,7 @@ from trainer.models.spynet import SpyNet
 TINY = {"mid_channels": 16, "num_blocks": 1, "hr_channels": 8}
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Two OpenMP threads on a busy 2-core machine spin-wait badly; one thread is steady."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

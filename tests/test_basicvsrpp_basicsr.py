@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from bench.bench_basicvsrpp import build_basicsr, load_basicsr_reference
-from tests.test_basicvsrpp import one_torch_thread  # noqa: F401 - autouse fixture
 from trainer.models import build
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import tomllib
 import torch
 
-from tests.test_basicvsrpp import one_torch_thread  # noqa: F401 - autouse fixture
 from trainer import models
 from trainer.config import load_config
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 CONFIGS = Path(models.__file__).parent.parent / "configs"
 

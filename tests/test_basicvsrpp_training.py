@@ -11,16 +11,17 @@ import torch
 from PIL import Image
 
 import ckpt
-from tests.test_resume_exact import (  # noqa: F401 - one_thread: autouse fixture
+from tests.test_resume_exact import (
     TINY,
     StopAt,
     _assert_same_training_state,
     _final_state,
-    one_thread,
 )
 from trainer import models
 from trainer.config import ConfigError, load_config
 from trainer.loop import RunOptions, Trainer, centre_if_single_target
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 CONFIGS = Path(models.__file__).parent.parent / "configs"
 FIX = 2  # SPyNet frozen for steps 0 and 1, trained from step 2

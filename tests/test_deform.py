@@ -7,8 +7,9 @@ import math
 import pytest
 import torch
 
-from tests.test_basicvsrpp import one_torch_thread  # noqa: F401 - autouse fixture
 from trainer.models.deform import ModulatedDeformConv2d, modulated_deform_conv2d
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _bilinear(img: torch.Tensor, y: float, x: float) -> torch.Tensor:

@@ -55,17 +55,11 @@ def _assert_same_training_state(a: dict, b: dict) -> None:
     assert a["train_state"] == b["train_state"] and a["data_state"] == b["data_state"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Two torch threads spin badly on a busy 2-core box; these models are tiny."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def straight(tmp_path_factory, one_thread) -> dict:
+def straight(tmp_path_factory, one_torch_thread) -> dict:
     run_dir = tmp_path_factory.mktemp("straight")
     assert _trainer(run_dir).run() == 0
     return _final_state(run_dir)

@@ -10,7 +10,6 @@ import torch
 from PIL import Image
 
 from ckpt import save_checkpoint
-from tests.test_basicvsrpp import one_torch_thread  # noqa: F401 - autouse fixture
 from trainer.models import build
 from trainer.upscale import (
     UpscaleOptions,
@@ -21,6 +20,8 @@ from trainer.upscale import (
     run_tiled,
     upscale_frames,
 )
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 VSRPP = {"num_frames": 3, "n_feats": 4, "n_blocks": 2, "scale": 3}
 BVPP = {"num_frames": 5, "mid_channels": 16, "num_blocks": 1, "hr_channels": 4, "scale": 2}
