@@ -8,7 +8,7 @@ import sys
 from datetime import datetime
 
 from ckpt.__main__ import main
-from tests.test_ckpt_support import save
+from tests.ckpt_support import save
 
 
 def test_list_prints_the_table_of_every_checkpoint(tmp_path, capsys):

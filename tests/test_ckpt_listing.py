@@ -11,7 +11,7 @@ import torch
 
 import ckpt.safe_pickle
 from ckpt import checkpoint_name, list_checkpoints, save_checkpoint, select_checkpoint
-from tests.test_ckpt_support import make_state, save, write_original
+from tests.ckpt_support import make_state, save, write_original
 
 
 def _steps(directory):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ckpt import CheckpointError, checkpoint_name, prune
-from tests.test_ckpt_support import save
+from tests.ckpt_support import save
 
 
 def _names(directory):

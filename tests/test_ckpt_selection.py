@@ -13,7 +13,7 @@ from ckpt import (
     prompt_for_checkpoint,
     select_checkpoint,
 )
-from tests.test_ckpt_support import save
+from tests.ckpt_support import save
 
 SEED_TABLE = """\
 ================================================================================

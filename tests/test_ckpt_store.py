@@ -22,7 +22,7 @@ from ckpt import (
     read_metadata,
     save_checkpoint,
 )
-from tests.test_ckpt_support import make_state, save, write_original
+from tests.ckpt_support import make_state, save, write_original
 
 
 def test_saved_checkpoint_round_trips_every_part(tmp_path):
