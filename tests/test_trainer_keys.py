@@ -9,10 +9,14 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 import ckpt
 import protocol
-from tests.test_resume_exact import _trainer, one_thread  # noqa: F401 - autouse: one torch thread
+from tests.test_resume_exact import _trainer
 from tests.test_trainer_cli import ONE_THREAD, TINY, free_port, wait_for
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class Terminal:
