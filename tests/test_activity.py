@@ -37,8 +37,8 @@ def _valid(activity: Any) -> bool:
         isinstance(v, float) and math.isfinite(v) and v >= 0 for v in activity.values())
 
 
+@pytest.mark.usefixtures("one_torch_thread")
 def test_a_short_run_publishes_and_logs_finite_non_negative_activity(tmp_path: Path) -> None:
-    torch.set_num_threads(1)
     cfg = load_config(overrides={**TINY, "train.max_iters": 3})
     pub = f"tcp://127.0.0.1:{free_port()}"
     trainer = Trainer(cfg, RunOptions(run_dir=tmp_path / "run", resume="never", pub=pub, rep=None,
