@@ -170,7 +170,7 @@ def main() -> None:
             print(f"publish -> monitor -> WebSocket ({len(ms)} frames at 100 Hz): "
                   f"p50 {statistics.median(ms):.1f} ms (goal < 50), "
                   f"p99 {pct(ms, 0.99):.1f} ms (goal < 200)")
-            for name, load in (("httpx.AsyncClient", status_load), ("raw sockets", raw_status_load)):
+            for name, load in (("httpx2.AsyncClient", status_load), ("raw sockets", raw_status_load)):
                 rate, latencies = asyncio.run(load(base))
                 print(f"/api/status, {CLIENTS} concurrent clients ({name}), {len(latencies)} requests: "
                       f"{rate:,.0f} req/s, p50 {statistics.median(latencies) * 1000:.1f} ms, "
