@@ -24,6 +24,7 @@ from trainer import adaptive, data, losses, models, schedule, validation
 from trainer.config import GENERIC_MODEL_KEYS, Config, ConfigError
 from trainer.console import KEYS_HINT, Console, ResumeError, choose_checkpoint, is_tty
 from trainer.control import ACTIONS, Controller, KeyReader, validate_set_args
+from trainer.device import amp_dtype, pick_device
 from trainer.distributed import (
     DistInfo,
     ShardedSampler,
@@ -36,23 +37,6 @@ from trainer.distributed import (
 from trainer.runlog import RunLog
 from trainer.snapshot import BackgroundWriter, SnapshotBuffers, restore_state, unwrap
 from trainer.telemetry import Telemetry
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda was asked for, but CUDA is not available on this machine")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
-
-
-def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
-    """None (full precision), bf16 or fp16 (the latter with a GradScaler)."""
-    if device.type != "cuda" or mode == "off":
-        return None
-    if mode == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return {"bf16": torch.bfloat16, "fp16": torch.float16}[mode]
 
 
 def ignore_stop_signals(_worker_id: int) -> None:
@@ -123,7 +107,10 @@ class RunParts:
     def __init__(self, cfg: Config, opts: Any, get_cfg: Callable[[], Config]) -> None:
         self.get_cfg = get_cfg
         self.run_dir = Path(opts.run_dir)
-        self.device = pick_device(cfg.train.device)
+        try:
+            self.device = pick_device(cfg.train.device)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         self.dist = init_distributed(self.device)
         self.device = local_device(self.device, self.dist)
         if self.device.type == "cpu":

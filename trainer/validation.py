@@ -8,7 +8,6 @@ the centre LR frame. Outputs are clamped to [0, 1] before scoring.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import re
 from dataclasses import asdict, dataclass, field
@@ -20,9 +19,11 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor, nn
 
+from trainer.device import autocast
+
 from .metrics import psnr_per_image, quality, ssim_per_image
 
-__all__ = ["ValidationResult", "validate", "side_by_side", "autocast_for"]
+__all__ = ["ValidationResult", "validate", "side_by_side"]
 
 COMPARISON_MAX_BYTES = 256 * 1024
 
@@ -45,15 +46,6 @@ class ValidationResult:
     def metrics(self) -> dict[str, float | int]:
         """The numbers only (for telemetry and checkpoint metrics)."""
         return {k: v for k, v in asdict(self).items() if k not in ("comparison_png", "images")}
-
-
-def autocast_for(device: torch.device, amp: bool | str):
-    """bf16 autocast on CUDA when supported (fp16 otherwise); nothing on CPU or with amp off."""
-    if device.type != "cuda" or amp in (False, "off", None):
-        return contextlib.nullcontext()
-    if amp == "fp16" or (amp in (True, "auto") and not torch.cuda.is_bf16_supported()):
-        return torch.autocast("cuda", dtype=torch.float16)
-    return torch.autocast("cuda", dtype=torch.bfloat16)
 
 
 def _centre(x: Tensor) -> Tensor:
@@ -90,7 +82,7 @@ def validate(
         for batch in loader:
             lr = batch["lr"].to(device, non_blocking=True)
             gt = batch["gt"].to(device, non_blocking=True)
-            with autocast_for(device, amp):
+            with autocast(device, amp):
                 pred = model(lr)
             batch_sums, out, target = _score(lr, pred.float(), gt, loss_fn)
             sums += batch_sums

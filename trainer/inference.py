@@ -1,0 +1,134 @@
+"""A trained model as a function of frames: rebuild it from a checkpoint, run it over a sequence.
+
+The one-output-per-window model (vsrpp) slides a window of num_frames over the sequence (edges
+padded by repeating the first / last frame); many-to-many models (basicvsrpp) run on overlapping
+chunks of `window` frames and keep each chunk's centre part; `tile` splits frames into LR tiles.
+Used by `trainer.upscale` (videos and folders) and the model-side tools after it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from trainer.device import autocast
+
+
+class UpscaleError(ValueError):
+    """What is wrong with the checkpoint, the input or the options, in words."""
+
+
+@dataclass
+class UpscaleOptions:
+    tile: int = 0  # LR tile side; 0 = whole frames
+    tile_overlap: int = 16  # LR pixels of context around each tile
+    window: int = 15  # frames per chunk for many-to-many models
+    window_overlap: int = 3  # frames of context on each side of a chunk
+    amp: bool = True  # float16 autocast on CUDA
+
+    def __post_init__(self) -> None:
+        if self.tile < 0 or self.tile_overlap < 0 or self.window_overlap < 0:
+            raise UpscaleError("--tile, --tile-overlap and --window-overlap must be >= 0")
+        if self.window - 2 * self.window_overlap < 1:
+            raise UpscaleError(f"--window ({self.window}) must exceed twice --window-overlap "
+                               f"({self.window_overlap})")
+
+
+@dataclass
+class LoadedModel:
+    model: nn.Module
+    name: str
+    scale: int
+    num_frames: int
+    many_to_many: bool
+
+
+def load_model(path: str | Path, device: torch.device, *, expect_model: str | None = None,
+               expect_scale: int | None = None) -> LoadedModel:
+    """Rebuild the checkpoint's model (model_name/model_kwargs) and load its weights."""
+    from ckpt import CheckpointError, load_checkpoint
+    from trainer import models
+
+    try:
+        state = load_checkpoint(path)
+    except CheckpointError as exc:
+        raise UpscaleError(str(exc)) from None
+    name, kwargs = state.get("model_name"), state.get("model_kwargs")
+    if not isinstance(name, str) or not isinstance(kwargs, dict) or "model_state_dict" not in state:
+        raise UpscaleError(f"{path} holds no model_name/model_kwargs/model_state_dict, so the model "
+                           "cannot be rebuilt (is it a training checkpoint of this project?)")
+    if expect_model is not None and name != expect_model:
+        raise UpscaleError(f"{path} holds a {name!r} model, not the expected {expect_model!r}")
+    scale = int(kwargs.get("scale", 0))
+    if expect_scale is not None and scale != expect_scale:
+        raise UpscaleError(f"{path} holds a x{scale} model, not the expected x{expect_scale}")
+    if name not in models.MODEL_INFO:
+        raise UpscaleError(f"{path} holds an unknown model {name!r}; known: {', '.join(models.known_models())}")
+    # the checkpoint holds every weight: do not reread a SPyNet file that may not exist here
+    model = models.build(name, **{k: v for k, v in kwargs.items() if k != "spynet_pretrained"})
+    weights = {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in state["model_state_dict"].items()}
+    try:
+        model.load_state_dict(weights, strict=True)
+    except RuntimeError as exc:
+        raise UpscaleError(f"{path}: weights do not fit {name} {kwargs}: {exc}") from None
+    model.to(device).eval()
+    return LoadedModel(model, name, scale, int(kwargs.get("num_frames", 5)),
+                       bool(models.MODEL_INFO[name]["many_to_many"]))
+
+
+def run_tiled(fn: Callable[[Tensor], Tensor], x: Tensor, scale: int, tile: int, overlap: int) -> Tensor:
+    """fn on LR tiles of x [..., h, w] with `overlap` context; the centres are stitched together."""
+    h, w = x.shape[-2:]
+    if tile <= 0 or (h <= tile and w <= tile):
+        return fn(x)
+    out: Tensor | None = None
+    for y0 in range(0, h, tile):
+        for x0 in range(0, w, tile):
+            y1, x1 = min(h, y0 + tile), min(w, x0 + tile)
+            ys, xs = max(0, y0 - overlap), max(0, x0 - overlap)
+            part = fn(x[..., ys:min(h, y1 + overlap), xs:min(w, x1 + overlap)])
+            if out is None:
+                out = part.new_zeros(*part.shape[:-2], h * scale, w * scale)
+            out[..., y0 * scale:y1 * scale, x0 * scale:x1 * scale] = \
+                part[..., (y0 - ys) * scale:(y1 - ys) * scale, (x0 - xs) * scale:(x1 - xs) * scale]
+    assert out is not None
+    return out
+
+
+def chunk_spans(t: int, window: int, overlap: int) -> Iterator[tuple[int, int, int, int]]:
+    """(start, end, keep_start, keep_end) chunks of <= window frames covering 0..t-1 once each."""
+    step = max(1, window - 2 * overlap)
+    keep = 0
+    while keep < t:
+        keep_end = t if window >= t else min(t, keep + step)
+        yield max(0, keep - overlap), min(t, keep_end + overlap), keep, keep_end
+        keep = keep_end
+
+
+def _windows_many_to_one(frames: Tensor, num_frames: int) -> Iterator[Tensor]:
+    """For each frame, the num_frames window centred on it, edges repeated: [1, T, 3, h, w]."""
+    t, c = frames.shape[0], num_frames // 2
+    for i in range(t):
+        idx = torch.arange(i - c, i + c + 1).clamp(0, t - 1)
+        yield frames[idx].unsqueeze(0)
+
+
+def upscale_frames(loaded: LoadedModel, frames: Tensor, opts: UpscaleOptions,
+                   device: torch.device) -> Iterator[Tensor]:
+    """frames [T, 3, h, w] in [0, 1] (CPU) -> each HR frame [3, sH, sW] in order (CPU, clamped)."""
+    def fn(x: Tensor) -> Tensor:
+        with autocast(device, opts.amp):
+            return loaded.model(x.to(device)).float()
+
+    with torch.inference_mode():
+        if not loaded.many_to_many:
+            for window in _windows_many_to_one(frames, loaded.num_frames):
+                yield run_tiled(fn, window, loaded.scale, opts.tile, opts.tile_overlap)[0].clamp(0, 1).cpu()
+            return
+        for start, end, keep, keep_end in chunk_spans(frames.shape[0], opts.window, opts.window_overlap):
+            out = run_tiled(fn, frames[start:end].unsqueeze(0), loaded.scale, opts.tile, opts.tile_overlap)
+            yield from out[0, keep - start:keep_end - start].clamp(0, 1).cpu()
