@@ -31,6 +31,18 @@ ckpt *args:
 upscale *args:
     python -m trainer.upscale "$@"
 
+# Videos to a training set: `just prepare VIDEOS... --out data/mine` (see README).
+prepare *args:
+    python -m trainer.prepare "$@"
+
+# PSNR/SSIM (RGB and Y) of a checkpoint against ground truth, bicubic/bilinear side by side.
+evaluate *args:
+    python -m trainer.evaluate "$@"
+
+# Export a checkpoint to ONNX: `just export --checkpoint F --out model.onnx`.
+export *args:
+    python -m trainer.export "$@"
+
 # Lint (ruff).
 lint:
     ruff check .
