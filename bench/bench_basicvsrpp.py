@@ -38,8 +38,10 @@ def basicsr_sdist(fetch: bool = True) -> Path | None:
     if found or not fetch:
         return found[0] if found else None
     folder.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "-q",
-           "-d", str(folder), f"basicsr=={BASICSR_VERSION}"]
+    # no build isolation: pip reads the sdist's metadata with the setuptools here instead of
+    # building its build requirements (numpy) from source, which fails without a compiler
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--no-build-isolation",
+           "-q", "-d", str(folder), f"basicsr=={BASICSR_VERSION}"]
     try:
         subprocess.run(cmd, check=True, capture_output=True, timeout=180)
     except (subprocess.SubprocessError, OSError):
@@ -49,8 +51,12 @@ def basicsr_sdist(fetch: bool = True) -> Path | None:
 
 def _extract(sdist: Path) -> Path:
     """Unpack the architecture files (and the DCN wrapper) next to the sdist; returns basicsr/."""
+    return extract_files(sdist, {f"basicsr/archs/{n}.py" for n in _ARCH_FILES} | {"basicsr/ops/dcn/deform_conv.py"})
+
+
+def extract_files(sdist: Path, wanted: set[str]) -> Path:
+    """Unpack these sdist files (paths like basicsr/metrics/psnr_ssim.py) next to it; returns basicsr/."""
     root = sdist.parent / f"basicsr-{BASICSR_VERSION}-src"
-    wanted = {f"basicsr/archs/{n}.py" for n in _ARCH_FILES} | {"basicsr/ops/dcn/deform_conv.py"}
     if not all((root / w).is_file() for w in wanted):
         with tarfile.open(sdist) as tar:
             for member in tar.getmembers():
