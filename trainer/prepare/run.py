@@ -1,0 +1,103 @@
+"""The whole run: find and probe the videos, split them, prepare the unfinished ones on worker
+processes (one video per job), record each in the manifest as it finishes, report progress."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from .errors import PrepareError
+from .manifest import load_manifest, new_manifest, save_manifest
+from .options import PrepareOptions
+from .progress import Progress
+from .sources import find_videos, probe_all, split_by_video
+from .video import Job, prepare_video
+from .writers import TMP
+
+__all__ = ["prepare"]
+
+
+def prepare(options: PrepareOptions, out: Path, workers: int = 0, *, tty: bool | None = None) -> dict:
+    """Make (or finish) the data set in `out`; returns the manifest. PrepareError when nothing is usable."""
+    paths = find_videos(options.inputs)
+    manifest = load_manifest(out, options) or new_manifest(options)
+    videos, unreadable = probe_all(paths)
+    if not videos:
+        reasons = "; ".join(f"{Path(p).name}: {r}" for p, r in list(unreadable.items())[:3])
+        raise PrepareError(f"no usable video among {len(paths)} input file(s)" + (f" ({reasons})" if reasons else ""))
+    split_by_video(videos, options.val_fraction, options.seed)
+    manifest["unreadable"] = unreadable
+    out.mkdir(parents=True, exist_ok=True)
+    save_manifest(out, manifest)
+    jobs = [Job(str(v.path), v.name, v.split, v.info.frames, v.info.note)
+            for v in videos if v.name not in manifest["videos"]]
+    total = sum(-(-j.estimate // options.stride) for j in jobs)
+    with Progress(total, len(jobs), tty=sys.stderr.isatty() if tty is None else tty) as progress:
+        for name, result in _run(jobs, options, out, workers or os.cpu_count() or 1, progress.advance):
+            manifest["videos"][name] = result
+            save_manifest(out, manifest)
+            progress.finished(name, result)
+    manifest["complete"] = True
+    save_manifest(out, manifest)
+    _remove_tmp(out)
+    if not any(v.get("clips") for v in manifest["videos"].values()):
+        raise PrepareError("no usable clips: every window was cut short, black, frozen or blurred, or every "
+                           f"video failed to decode (see {out / 'prepare.json'}; thresholds are options)")
+    return manifest
+
+
+def _remove_tmp(out: Path) -> None:
+    for folder in (out / TMP / "tmp", out / TMP):
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+
+
+_tick = None  # a worker's progress counter (set by _init_worker)
+
+
+def _init_worker(counter) -> None:
+    global _tick
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+
+    def tick(n: int) -> None:
+        with counter.get_lock():
+            counter.value += n
+
+    _tick = tick
+
+
+def _work(args: tuple[Job, PrepareOptions, Path]) -> tuple[str, dict]:
+    job, options, out = args
+    return job.name, prepare_video(job, options, out, _tick)
+
+
+def _run(jobs: list[Job], options: PrepareOptions, out: Path, workers: int, advance) -> Iterator[tuple[str, dict]]:
+    if min(workers, len(jobs)) <= 1:
+        for job in jobs:
+            yield job.name, prepare_video(job, options, out, advance)
+        return
+    counter = multiprocessing.Value("q", 0)
+    with multiprocessing.Pool(min(workers, len(jobs)), _init_worker, (counter,)) as pool:
+        results = pool.imap_unordered(_work, [(job, options, out) for job in jobs])
+        reported = 0
+        for _ in jobs:
+            while True:
+                try:
+                    done = results.next(timeout=0.2)
+                    break
+                except multiprocessing.TimeoutError:
+                    pass
+                finally:
+                    reported = _report(counter, reported, advance)
+            yield done
+
+
+def _report(counter, reported: int, advance) -> int:
+    now = counter.value
+    if now > reported:
+        advance(now - reported)
+    return now

@@ -1,0 +1,90 @@
+"""Shots and usable windows: a small scene-cut detector and the black / frozen / blurred filters.
+
+Everything works on frames already decoded, one at a time, in one pass, with plain numpy (so the
+result is the same on every machine). Each frame is summarised by every 4th pixel of every 4th row
+and by colour histograms of those: a hard cut is a jump in histogram distance between two frames
+(PySceneDetect's HistogramDetector idea), which camera and object motion barely move.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["FrameStats", "frame_stats", "sharpness", "Windows", "SKIP_REASONS"]
+
+SKIP_REASONS = ("black", "frozen", "blurred", "shot_end", "unselected")
+
+
+@dataclass(frozen=True)
+class FrameStats:
+    sample: np.ndarray  # uint8 [H/4, W/4, 3]: every 4th pixel
+    hist: np.ndarray  # float [3, 16]: each channel's share of pixels in 16 brightness bins
+    brightness: float  # mean of the sample, 0-255
+
+
+def frame_stats(rgb: np.ndarray) -> FrameStats:
+    sample = np.ascontiguousarray(rgb[::4, ::4])
+    bins = (sample >> 4) + np.array([0, 16, 32], np.uint8)  # channel c's bins at 16c ... 16c + 15
+    hist = np.bincount(bins.ravel(), minlength=48).reshape(3, 16) / (sample.size // 3)
+    return FrameStats(sample, hist, float(sample.mean()))
+
+
+def change(a: FrameStats, b: FrameStats) -> float:
+    """Content change between two frames (cuts): the share of pixels whose brightness bin moved,
+    mean over the channels, 0-1. Histograms ignore where things are, so motion barely counts."""
+    return float(np.abs(a.hist - b.hist).sum() / 6)
+
+
+def motion(a: FrameStats, b: FrameStats) -> float:
+    """Pixel change between two frames (frozen stretches): mean |sample difference|, 0-255."""
+    return float(np.abs(a.sample.astype(np.int16) - b.sample).mean())
+
+
+def sharpness(rgb: np.ndarray) -> float:
+    """Mean |horizontal and vertical gradient| of the green channel (0-255): low = out of focus."""
+    g = rgb[..., 1].astype(np.int16)
+    return float(np.abs(np.diff(g, axis=0)).mean() + np.abs(np.diff(g, axis=1)).mean()) / 2
+
+
+class Windows:
+    """Cuts a stream of frames into consecutive, non-overlapping windows of `size` frames of one shot
+    that pass the filters; `skipped` counts the frames left out, by reason (see SKIP_REASONS)."""
+
+    def __init__(self, size: int, *, cut: float, black: float, frozen: float, blur: float) -> None:
+        self.size, self.cut, self.black, self.frozen, self.blur = size, cut, black, frozen, blur
+        self.skipped = dict.fromkeys(SKIP_REASONS, 0)
+
+    def __call__(self, frames: Iterator[np.ndarray]) -> Iterator[tuple[int, list[np.ndarray]]]:
+        """Yield (index of the window's first frame, its frames)."""
+        buf: list[np.ndarray] = []
+        stats: list[FrameStats] = []
+        prev: FrameStats | None = None
+        for i, rgb in enumerate(frames):
+            now = frame_stats(rgb)
+            if prev is not None and change(prev, now) > self.cut:
+                self.skipped["shot_end"] += len(buf)
+                buf, stats = [], []
+            prev = now
+            buf.append(rgb)
+            stats.append(now)
+            if len(buf) == self.size:
+                problem = self.problem(buf, stats)
+                if problem:
+                    self.skipped[problem] += self.size
+                else:
+                    yield i + 1 - self.size, buf
+                buf, stats = [], []
+        self.skipped["shot_end"] += len(buf)
+
+    def problem(self, frames: list[np.ndarray], stats: list[FrameStats]) -> str | None:
+        """Why a window is unusable ("black", "frozen", "blurred"), or None."""
+        if min(s.brightness for s in stats) < self.black:
+            return "black"
+        if np.mean([motion(a, b) for a, b in zip(stats[:-1], stats[1:], strict=True)]) < self.frozen:
+            return "frozen"
+        if sharpness(frames[len(frames) // 2]) < self.blur:
+            return "blurred"
+        return None

@@ -1,0 +1,72 @@
+"""One video to clips (or patches): the job a worker runs, in one decode pass with a bounded buffer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .decode import DecodeError, stream_frames
+from .options import PrepareOptions
+from .shots import Windows
+from .writers import ClipWriter, PatchWriter
+
+__all__ = ["Job", "prepare_video", "selection_targets"]
+
+TICK_EVERY = 16  # frames between progress reports
+
+
+@dataclass(frozen=True)
+class Job:
+    path: str
+    name: str
+    split: str
+    estimate: int  # estimated frame count of the source (0 = unknown)
+    note: str | None  # colour conversion, from the probe
+
+
+def selection_targets(frames: int, wanted: int) -> list[int]:
+    """First frame index from which each of `wanted` clips may start, spread evenly over the video."""
+    return [j * frames // wanted for j in range(wanted)]
+
+
+def _writer(out: Path, options: PrepareOptions, split: str) -> ClipWriter | PatchWriter:
+    if options.layout == "patches":
+        return PatchWriter(out, split, options.frames, options.scale, options.patch_size)
+    return ClipWriter(out, split, options.format)
+
+
+def _counted(frames: Iterator[np.ndarray], seen: list[int], tick: Callable[[int], None] | None):
+    for frame in frames:
+        seen[0] += 1
+        if tick is not None and seen[0] % TICK_EVERY == 0:
+            tick(TICK_EVERY)
+        yield frame
+
+
+def prepare_video(job: Job, options: PrepareOptions, out: Path, tick: Callable[[int], None] | None = None) -> dict:
+    """Write the video's clips; returns its manifest entry (counts, skipped frames by reason, note or error)."""
+    writer = _writer(out, options, job.split)
+    windows = Windows(options.frames, cut=options.cut_threshold, black=options.black_threshold,
+                      frozen=options.frozen_threshold, blur=options.blur_threshold)
+    wanted = options.clips_per_video
+    targets = selection_targets(-(-job.estimate // options.stride), wanted) if wanted else []
+    seen, clips, items = [0], 0, 0
+    try:
+        for start, frames in windows(_counted(stream_frames(Path(job.path), options.stride), seen, tick)):
+            if wanted and start < targets[clips]:
+                windows.skipped["unselected"] += len(frames)
+                continue
+            items += writer.write(f"{job.name}_{clips:04d}", frames)
+            clips += 1
+            if clips == wanted:
+                break  # the rest of the video is not needed
+    except DecodeError as exc:
+        writer.remove(job.name)
+        return {"source": job.path, "split": job.split, "error": str(exc)}
+    if tick is not None:
+        tick(seen[0] % TICK_EVERY)
+    return {"source": job.path, "split": job.split, "clips": clips, "items": items, "frames": seen[0],
+            "skipped": windows.skipped, "note": job.note}
