@@ -5,6 +5,11 @@ Identical images have infinite PSNR; it is capped at PSNR_CAP (100 dB) so means 
 SSIM is Wang et al. 2004 as scikit-image computes it with gaussian_weights=True, sigma=1.5,
 use_sample_covariance=False, data_range=1: an 11x11 Gaussian window, K1 0.01, K2 0.03,
 'valid' filtering (no padded border), mean over pixels and channels.
+
+`space="y"` measures the luma of ITU-R BT.601 as MATLAB's rgb2ycbcr computes it (studio range,
+unrounded), the convention of BasicSR and mmagic; with the images rounded to 8 bits first
+(`to_8bit`) and the border cropped by the scale, these are BasicSR's calculate_psnr/calculate_ssim
+with test_y_channel=True (the same formula on [0, 1] instead of [0, 255]: both are scale-free).
 """
 
 from __future__ import annotations
@@ -15,13 +20,29 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["PSNR_CAP", "psnr", "ssim", "quality", "psnr_per_image", "ssim_per_image"]
+__all__ = ["METRIC_SPACES", "PSNR_CAP", "psnr", "ssim", "quality", "psnr_per_image", "ssim_per_image", "rgb_to_y",
+           "to_8bit"]
 
 PSNR_CAP = 100.0
+METRIC_SPACES = ("rgb", "y")
 _WIN, _SIGMA, _K1, _K2 = 11, 1.5, 0.01, 0.03
+_Y_WEIGHTS, _Y_OFFSET = (65.481, 128.553, 24.966), 16.0  # BT.601 luma of [0, 1] RGB, in [16, 235]
 
 
-def _prepare(a: Tensor, b: Tensor, crop_border: int) -> tuple[Tensor, Tensor]:
+def rgb_to_y(x: Tensor) -> Tensor:
+    """[N, 3, H, W] RGB in [0, 1] -> [N, 1, H, W] BT.601 luma (MATLAB rgb2ycbcr) scaled to [0, 1]."""
+    if x.dim() != 4 or x.shape[1] != 3:
+        raise ValueError(f"Y needs RGB images [N, 3, H, W], got {list(x.shape)}")
+    w = torch.tensor(_Y_WEIGHTS, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return ((x * w).sum(1, keepdim=True) + _Y_OFFSET) / 255.0
+
+
+def to_8bit(x: Tensor) -> Tensor:
+    """Values rounded to the nearest of the 256 levels of an 8-bit image (as saving a PNG would)."""
+    return x.clamp(0, 1).mul(255).round().div(255)
+
+
+def _prepare(a: Tensor, b: Tensor, crop_border: int, space: str) -> tuple[Tensor, Tensor]:
     if a.shape != b.shape:
         raise ValueError(f"images differ in shape: {list(a.shape)} vs {list(b.shape)}")
     if a.dim() == 3:
@@ -35,12 +56,15 @@ def _prepare(a: Tensor, b: Tensor, crop_border: int) -> tuple[Tensor, Tensor]:
         b = b[..., crop_border:-crop_border, crop_border:-crop_border]
         if a.numel() == 0:
             raise ValueError(f"crop_border={crop_border} leaves no pixels")
-    return a.detach().to(torch.float64), b.detach().to(torch.float64)
+    if space not in METRIC_SPACES:
+        raise ValueError(f"metric space must be one of {METRIC_SPACES}, got {space!r}")
+    a, b = a.detach().to(torch.float64), b.detach().to(torch.float64)
+    return (rgb_to_y(a), rgb_to_y(b)) if space == "y" else (a, b)
 
 
-def psnr_per_image(a: Tensor, b: Tensor, *, crop_border: int = 0) -> Tensor:
+def psnr_per_image(a: Tensor, b: Tensor, *, crop_border: int = 0, space: str = "rgb") -> Tensor:
     """PSNR in dB of each image pair, shape [N], on the inputs' device (no host sync)."""
-    a, b = _prepare(a, b, crop_border)
+    a, b = _prepare(a, b, crop_border, space)
     mse = (a - b).pow(2).flatten(1).mean(1)
     return (10 * torch.log10(1.0 / mse)).clamp(max=PSNR_CAP)
 
@@ -58,9 +82,9 @@ def _filter(x: Tensor, g: Tensor) -> Tensor:
     return F.conv2d(x, g.view(1, 1, -1, 1).expand(c, 1, _WIN, 1), groups=c)
 
 
-def ssim_per_image(a: Tensor, b: Tensor, *, crop_border: int = 0) -> Tensor:
+def ssim_per_image(a: Tensor, b: Tensor, *, crop_border: int = 0, space: str = "rgb") -> Tensor:
     """SSIM of each image pair, shape [N] (mean over channels and pixels)."""
-    a, b = _prepare(a, b, crop_border)
+    a, b = _prepare(a, b, crop_border, space)
     if min(a.shape[-2:]) < _WIN:
         raise ValueError(f"SSIM needs images of at least {_WIN}x{_WIN} pixels, got {list(a.shape[-2:])}")
     g = _gaussian_window(a.device)
@@ -73,14 +97,14 @@ def ssim_per_image(a: Tensor, b: Tensor, *, crop_border: int = 0) -> Tensor:
     return s.flatten(1).mean(1)
 
 
-def psnr(a: Tensor, b: Tensor, *, crop_border: int = 0) -> float:
+def psnr(a: Tensor, b: Tensor, *, crop_border: int = 0, space: str = "rgb") -> float:
     """Mean PSNR (dB) over the batch; identical images count as PSNR_CAP."""
-    return float(psnr_per_image(a, b, crop_border=crop_border).mean())
+    return float(psnr_per_image(a, b, crop_border=crop_border, space=space).mean())
 
 
-def ssim(a: Tensor, b: Tensor, *, crop_border: int = 0) -> float:
+def ssim(a: Tensor, b: Tensor, *, crop_border: int = 0, space: str = "rgb") -> float:
     """Mean Gaussian-window SSIM over the batch."""
-    return float(ssim_per_image(a, b, crop_border=crop_border).mean())
+    return float(ssim_per_image(a, b, crop_border=crop_border, space=space).mean())
 
 
 def quality(psnr_db: float, ssim_value: float) -> float:
