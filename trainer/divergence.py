@@ -1,0 +1,277 @@
+"""When training diverges: skip non-finite steps, roll back to the last finite state, never save a broken one.
+
+Per step, on the device and without a host sync: `poison` makes a non-finite loss turn every gradient
+non-finite, so the gradient norm the loop computes anyway for clipping (one fused reduction; in DDP over
+the all-reduced gradients, hence equal on every rank) decides alone: finite, the optimizer steps; not
+finite, nothing changes (a fused optimizer gets the flag as `found_inf` and skips on the device; others
+read it, free on CPU; the clipper already ignores non-finite norms). Two device counters (consecutive and
+new skips) are read every `check_every` steps, a fixed cadence, so every rank and a resumed run decide at
+the same steps: `nan_skipped` events, a rollback after `max_skips` consecutive skips or when the weights
+are not finite, a clean stop after `max_rollbacks` rollbacks without progress (M clean steps and a new
+snapshot). A rollback restores weights, optimizer, grad scaler, clipper and adaptive loss weights from
+the in-memory snapshot (else the newest finite checkpoint), keeps the step and data position going (the
+batches in between are skipped) and scales the LR down for `lr_steps` steps.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn.utils import get_total_norm
+
+import ckpt
+from trainer.snapshot import SnapshotBuffers, to_cpu, unwrap
+
+NAN = float("nan")
+EVENT_EVERY_S = 10.0  # nan_skipped events at most this often (the status carries the count always)
+SKIP_REASON = "non-finite loss or gradient norm"
+
+
+class DivergenceError(RuntimeError):
+    """The run keeps diverging after `max_rollbacks` rollbacks: it stops (one line, non-zero exit)."""
+
+
+@dataclass
+class DivergenceConfig:
+    enabled: bool = True
+    max_skips: int = 10  # K: consecutive non-finite steps that trigger a rollback
+    max_rollbacks: int = 3  # R: rollbacks without progress before the run stops
+    lr_factor: float = 0.5  # LR multiplier after a rollback (compounds while there is no progress)
+    lr_steps: int = 500  # how many steps the lowered LR lasts
+    snapshot_every: int = 100  # M: in-memory snapshot cadence; 0 = roll back to the newest finite checkpoint
+    check_every: int = 5  # the host reads the device counters every N steps (one sync)
+    inject_nan_steps: list[int] = field(default_factory=list)  # FOR TESTS: these steps get a NaN batch
+    inject_nan_rank: int = -1  # FOR TESTS: on this rank only (-1: every rank)
+
+    def __post_init__(self) -> None:
+        limits = (("max_skips", 1), ("check_every", 1), ("max_rollbacks", 0), ("lr_steps", 0),
+                  ("snapshot_every", 0))
+        for key, low in limits:
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"divergence.{key} must be an int >= {low}, got {value!r}")
+        if not 0 < self.lr_factor <= 1:
+            raise ValueError(f"divergence.lr_factor must be in (0, 1], got {self.lr_factor!r}")
+        if not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in self.inject_nan_steps):
+            raise ValueError(f"divergence.inject_nan_steps must be a list of steps >= 1, "
+                             f"got {self.inject_nan_steps!r}")
+
+
+# ---- device side: no host sync ------------------------------------------------------------------
+def poison(loss: torch.Tensor) -> torch.Tensor:
+    """`loss` itself when finite (bit for bit, gradients too); else a loss whose backward pass makes
+    every gradient NaN, so the non-finite step shows in the (all-reduced) gradient norm."""
+    return loss * torch.where(torch.isfinite(loss.detach()), 1.0, NAN)
+
+
+def all_finite(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """Whether every floating tensor is finite: one fused max-|x| reduction, a 0-dim bool on the device."""
+    floats = [t.detach() for t in tensors if t.is_floating_point()]
+    if not floats:
+        return torch.tensor(True)
+    return torch.isfinite(get_total_norm(floats, norm_type=math.inf))
+
+
+def state_tensors(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+    """Weights, buffers and optimizer state: what a checkpoint or snapshot holds as tensors."""
+    tensors = list(unwrap(model).state_dict().values())
+    for per_param in optimizer.state.values():
+        tensors += [v for v in per_param.values() if isinstance(v, torch.Tensor)]
+    return tensors
+
+
+def optimizer_step(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+                   bad: torch.Tensor | None) -> None:
+    """The optimizer step, or none at all (not even weight decay or the step count) when `bad`."""
+    if bad is None or scaler.is_enabled():  # GradScaler skips steps with non-finite gradients itself
+        scaler.step(optimizer)
+    elif getattr(optimizer, "_step_supports_amp_scaling", False):  # fused: skipped on the device
+        optimizer.found_inf = bad.float()
+        try:
+            optimizer.step()
+        finally:
+            del optimizer.found_inf
+    elif not bool(bad):  # a host read: free on CPU, a sync for non-fused optimizers on CUDA
+        optimizer.step()
+
+
+# ---- what a rollback restores -----------------------------------------------------------------
+def capture(state: Any, buffers: SnapshotBuffers) -> dict[str, Any]:
+    """A CPU copy of `state`'s weights, optimizer, grad scaler, clipper and adaptive loss weights."""
+    small = {"scaler": state.scaler.state_dict() if state.scaler.is_enabled() else None,
+             "clipper": state.clipper.state_dict(),
+             "adaptive": state.adaptive.state_dict() if state.adaptive is not None else None}
+    return {"model": buffers.capture(unwrap(state.model).state_dict(), "model"),
+            "optimizer": buffers.capture(state.optimizer.state_dict(), "optimizer"), **to_cpu(small)}
+
+
+def restore(state: Any, snap: dict[str, Any]) -> None:
+    unwrap(state.model).load_state_dict(snap["model"])
+    state.optimizer.load_state_dict(snap["optimizer"])
+    state.optimizer.zero_grad(set_to_none=True)
+    if snap.get("scaler"):
+        state.scaler.load_state_dict(snap["scaler"])
+    if snap.get("clipper"):
+        state.clipper.load_state_dict(snap["clipper"])
+    if snap.get("adaptive") and state.adaptive is not None:
+        state.adaptive.load_state_dict(snap["adaptive"])
+
+
+def from_checkpoint(saved: dict[str, Any]) -> dict[str, Any]:
+    """The rollback part of a checkpoint dict (docs/checkpoints.md), in `capture`'s layout."""
+    train = saved.get("train_state") or {}
+    return {"model": saved["model_state_dict"], "optimizer": saved["optimizer_state_dict"],
+            "scaler": saved.get("scaler_state_dict"), "clipper": train.get("clipper"),
+            "adaptive": train.get("adaptive_loss")}
+
+
+def newest_finite_checkpoint(run_dir: Path) -> tuple[int, dict[str, Any]] | None:
+    """(step, rollback state) of the newest checkpoint whose tensors are all finite."""
+    for entry in sorted(ckpt.list_checkpoints(run_dir), key=lambda e: e["step"], reverse=True):
+        try:
+            snap = from_checkpoint(ckpt.load_checkpoint(entry["path"]))
+        except (ckpt.CheckpointError, KeyError, OSError):
+            continue
+        tensors = list(snap["model"].values())
+        tensors += [v for s in snap["optimizer"]["state"].values() for v in s.values() if torch.is_tensor(v)]
+        if bool(all_finite(tensors)):
+            return int(entry["step"]), snap
+    return None
+
+
+class Guard:
+    """Skip counters on the device and the rollback policy on the host; `state_dict` is training state
+    (checkpointed), so a run resumed after a rollback goes on as the straight one. `state` is the
+    TrainingState (model, optimizer, scaler, clipper, adaptive); `tel` has `event` and `set_divergence`."""
+
+    def __init__(self, cfg: DivergenceConfig, device: torch.device, rank: int = 0) -> None:
+        self.cfg, self.rank = cfg, rank
+        self.counts = torch.zeros(2, dtype=torch.int32, device=device)  # consecutive, not yet reported
+        self.skipped = self.rollbacks = self.since_progress = 0
+        self.last_rollback: int | None = None
+        self.lr_factor, self.lr_until = 1.0, 0
+        self._bad: torch.Tensor | None = None
+        self._snapshot: tuple[int, dict[str, Any]] | None = None
+        self._buffers = SnapshotBuffers()
+        self._last_event = -math.inf
+
+    # ---- every step, on the device -------------------------------------------------------
+    def lr_scale(self, step: int) -> float:
+        return self.lr_factor if step < self.lr_until else 1.0
+
+    def inject(self, step: int, frames: torch.Tensor) -> torch.Tensor:
+        """The test hook: a NaN batch at the configured steps (1-based, as the step counter after it)."""
+        if step in self.cfg.inject_nan_steps and self.cfg.inject_nan_rank in (-1, self.rank):
+            return torch.full_like(frames, NAN)
+        return frames
+
+    def poison(self, loss: torch.Tensor) -> torch.Tensor:
+        return poison(loss) if self.cfg.enabled else loss
+
+    def observe(self, grad_norm: torch.Tensor) -> torch.Tensor | None:
+        """This step's skip flag (0-dim bool on the device) from the gradient norm; None when off."""
+        if not self.cfg.enabled:
+            return None
+        self._bad = bad = ~torch.isfinite(grad_norm.detach())
+        flag = bad.to(torch.int32)
+        self.counts[0].add_(1).mul_(flag)
+        self.counts[1].add_(flag)
+        return bad
+
+    def step_was_bad(self) -> bool:
+        """Whether the last step was skipped (a host read: only where the loop reads anyway)."""
+        return self._bad is not None and bool(self._bad)
+
+    # ---- every check_every steps, on the host ---------------------------------------------
+    def start(self, step: int, state: Any) -> None:
+        """The first snapshot, of the state training starts (or resumes) from."""
+        if self.cfg.enabled and self.cfg.snapshot_every:
+            self._take_snapshot(step, state)
+
+    def end_step(self, step: int, state: Any, tel: Any, run_dir: Path) -> None:
+        """After `step`: report skips, roll back, or snapshot, at fixed steps; DivergenceError to stop."""
+        cfg = self.cfg
+        snapshot_due = cfg.snapshot_every > 0 and step % cfg.snapshot_every == 0
+        if not cfg.enabled or (step % cfg.check_every and not snapshot_due):
+            return
+        consecutive, new = (int(v) for v in self.counts.tolist())  # the one host sync
+        rollbacks = self.rollbacks
+        self.counts[1] = 0
+        self.skipped += new
+        if new:
+            self._report_skips(step, tel)
+        if consecutive >= cfg.max_skips:
+            self._roll_back(step, f"{consecutive} non-finite steps in a row", state, tel, run_dir)
+        elif snapshot_due and not bool(all_finite(state_tensors(state.model, state.optimizer))):
+            self._roll_back(step, "non-finite weights", state, tel, run_dir)
+        elif snapshot_due and consecutive == 0 and self._clean_since_rollback(step):
+            self._take_snapshot(step, state)
+            self.since_progress = 0
+        if new or self.rollbacks != rollbacks:  # the status shows them from the next step on
+            tel.set_divergence(self.skipped, self.rollbacks)
+
+    def refuse_reason(self, state: Any) -> str | None:
+        """Why the state must not be saved now (None: it may); a sync, as every save has."""
+        if not bool(all_finite(state_tensors(state.model, state.optimizer))):
+            return "weights or optimizer state hold non-finite values"
+        consecutive = int(self.counts[0]) if self.cfg.enabled else 0
+        if consecutive:
+            return f"the last {consecutive} steps were not finite (skipped)"
+        return None
+
+    # ---- internals ------------------------------------------------------------------------
+    def _clean_since_rollback(self, step: int) -> bool:
+        return self.last_rollback is None or step - self.last_rollback >= self.cfg.snapshot_every
+
+    def _take_snapshot(self, step: int, state: Any) -> None:
+        self._snapshot = (step, capture(state, self._buffers))
+
+    def _report_skips(self, step: int, tel: Any) -> None:
+        now = time.monotonic()
+        if now - self._last_event < EVENT_EVERY_S:
+            return
+        self._last_event = now
+        tel.event("nan_skipped", f"Skipped non-finite steps up to step {step} ({self.skipped} so far)",
+                  step=step, skipped=self.skipped, reason=SKIP_REASON)
+
+    def _roll_back(self, step: int, reason: str, state: Any, tel: Any, run_dir: Path) -> None:
+        if self.since_progress >= self.cfg.max_rollbacks:
+            raise DivergenceError(f"training diverged at step {step} ({reason}) after {self.since_progress} "
+                                  f"rollback(s) without progress; stopped. The checkpoints in {run_dir} are "
+                                  f"intact; lower schedule.lr_max or raise divergence.max_rollbacks")
+        source = self._snapshot or newest_finite_checkpoint(run_dir)
+        if source is None:
+            raise DivergenceError(f"training diverged at step {step} ({reason}) and there is no finite "
+                                  f"state to roll back to; lower schedule.lr_max")
+        from_step, snap = source
+        tel.event("diverged", f"Training diverged at step {step} ({reason}): rolling back to step {from_step}",
+                  step=step, restore_step=from_step)
+        restore(state, {**snap, "optimizer": to_cpu(snap["optimizer"])})  # a copy: never alias the snapshot
+        self.counts.zero_()
+        self.rollbacks += 1
+        self.since_progress += 1
+        self.last_rollback = step
+        self.lr_factor = self.cfg.lr_factor ** self.since_progress
+        self.lr_until = step + self.cfg.lr_steps
+        tel.event("recovered", f"Recovered at step {step} from the state of step {from_step} (rollback "
+                  f"{self.rollbacks}); LR x{self.lr_factor:g} until step {self.lr_until}",
+                  step=step, from_step=from_step, rollbacks=self.rollbacks)
+
+    # ---- checkpointed -------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        consecutive, unreported = (int(v) for v in self.counts.tolist())
+        return {"skipped": self.skipped, "rollbacks": self.rollbacks, "since_progress": self.since_progress,
+                "last_rollback": self.last_rollback, "lr_factor": self.lr_factor, "lr_until": self.lr_until,
+                "consecutive": consecutive, "unreported": unreported}
+
+    def load_state_dict(self, saved: dict[str, Any]) -> None:
+        self.skipped, self.rollbacks = int(saved["skipped"]), int(saved["rollbacks"])
+        self.since_progress, self.last_rollback = int(saved["since_progress"]), saved["last_rollback"]
+        self.lr_factor, self.lr_until = float(saved["lr_factor"]), int(saved["lr_until"])
+        self.counts = torch.tensor([saved["consecutive"], saved["unreported"]], dtype=torch.int32,
+                                   device=self.counts.device)
