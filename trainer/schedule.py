@@ -67,7 +67,10 @@ class PlateauBoost:
         self.start: int | None = None
 
     def observe(self, step: int, score: float) -> bool:
-        """Feed a validation score (higher is better); True when a boost starts at `step`."""
+        """Feed a validation score (higher is better); True when a boost starts at `step`. A non-finite
+        score (a diverged run) is no plateau: it changes nothing."""
+        if not math.isfinite(score):
+            return False
         if self.best is None or score > self.best + _get(self.cfg, "boost_min_delta"):
             self.best, self.stale = score, 0
             return False
