@@ -17,6 +17,7 @@ from trainer.divergence import (
     optimizer_step,
     poison,
 )
+from trainer.schedule import PlateauBoost, ScheduleConfig
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -158,3 +159,10 @@ def test_config_rejects_nonsense():
         DivergenceConfig(lr_factor=2.0)
     with pytest.raises(ValueError, match="max_skips"):
         DivergenceConfig(max_skips=0)
+
+
+def test_non_finite_validation_scores_never_count_towards_the_plateau_boost():
+    boost = PlateauBoost(ScheduleConfig(boost_patience=2))
+    assert not boost.observe(1, 0.5)
+    assert not any(boost.observe(step, math.nan) for step in range(2, 10))
+    assert boost.state_dict() == {"best": 0.5, "stale": 0, "start": None}
