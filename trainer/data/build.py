@@ -8,7 +8,7 @@ from pathlib import Path
 from PIL import Image
 from torch.utils.data import Dataset
 
-from .clips import ClipFolderDataset, find_clips
+from .clips import Clip, ClipFolderDataset, find_clips
 from .images import DataError
 from .patches import PatchFolderDataset
 from .synthetic import SyntheticSpec, default_dataset_root
@@ -98,8 +98,11 @@ def _clip_sets(root: Path, cfg: DataConfig) -> tuple[Dataset, Dataset]:
     return train, val
 
 
-def _fits_in_cache(clips: list[list[Path]], limit_mb: int) -> bool:
-    """Estimate decoded size from the first frame's header (no full decode)."""
+def _fits_in_cache(clips: list[Clip], limit_mb: int) -> bool:
+    """Estimate decoded size from the first frame's header (no full decode). Raw clips are never
+    cached: they are read through memory maps, and the OS page cache keeps what fits."""
+    if not all(isinstance(c, list) for c in clips):
+        return False
     with Image.open(clips[0][0]) as img:
         frame_bytes = img.width * img.height * 3
     return frame_bytes * sum(len(c) for c in clips) <= limit_mb * 2**20

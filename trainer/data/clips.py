@@ -1,4 +1,5 @@
 """Plain clip folders (the REDS layout): ROOT/CLIP/00000000.png, 00000001.png, ...
+or raw clips, ROOT/CLIP.npy (see rawclips.py); a folder may hold both.
 
 Training samples are windows of T consecutive frames at a random crop; LR is made on the fly
 (area or antialiased bicubic downscale). Validation samples are windows at evenly spaced
@@ -14,27 +15,36 @@ import torch
 from torch.utils.data import Dataset
 
 from .images import DataError, area_downscale, augment, bicubic_downscale, read_rgb, to_tensor
+from .rawclips import RAW_SUFFIX, RawClip
 from .sampler import sample_rng, split_key
 
-__all__ = ["ClipFolderDataset", "find_clips"]
+__all__ = ["ClipFolderDataset", "find_clips", "Clip"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 VAL_WINDOWS_PER_CLIP = 4
 
+Clip = list[Path] | RawClip  # a folder's sorted frame files, or one raw clip file
 
-def find_clips(root: Path, num_frames: int) -> list[list[Path]]:
-    """Every sub-folder of root holding >= num_frames images, as sorted frame path lists."""
+
+def find_clips(root: Path, num_frames: int) -> list[Clip]:
+    """Every sub-folder of root holding >= num_frames images (as sorted frame path lists) and every
+    raw clip ROOT/CLIP.npy with >= num_frames frames, in name order."""
     if not root.is_dir():
         raise DataError(f"{root}: not a folder")
-    clips = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        frames = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if len(frames) >= num_frames:
-            clips.append(frames)
+    clips: list[Clip] = []
+    for entry in sorted(root.iterdir()):
+        if entry.is_dir():
+            clip: Clip = sorted(p for p in entry.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        elif entry.suffix == RAW_SUFFIX:
+            clip = RawClip(entry)
+        else:
+            continue
+        if len(clip) >= num_frames:
+            clips.append(clip)
     if not clips:
         raise DataError(
             f"{root}: no clip folders with at least {num_frames} frames "
-            f"(expected ROOT/CLIP/00000000.png ... or the Patches/ + Val/ layout)"
+            f"(expected ROOT/CLIP/00000000.png ..., ROOT/CLIP.npy, or the Patches/ + Val/ layout)"
         )
     return clips
 
@@ -44,7 +54,7 @@ class ClipFolderDataset(Dataset):
 
     def __init__(
         self,
-        clips: list[list[Path]],
+        clips: list[Clip],
         *,
         num_frames: int = 5,
         scale: int = 3,
@@ -90,7 +100,15 @@ class ClipFolderDataset(Dataset):
         return img
 
     def _load_window(self, c: int, start: int) -> np.ndarray:
-        paths = self.clips[c][start : start + self.num_frames]
+        """[T, H, W, 3]; for a raw clip a memory-mapped view, so only the crop taken from it is read."""
+        clip = self.clips[c]
+        if isinstance(clip, RawClip):
+            frames = clip.window(start, self.num_frames)
+            if min(frames.shape[1:3]) < self.scale * 4:
+                raise DataError(f"{clip.path}: frames {frames.shape[2]}x{frames.shape[1]} are too small "
+                                f"for scale {self.scale}")
+            return frames
+        paths = clip[start : start + self.num_frames]
         frames = [self._frame(p) for p in paths]
         for p, f in zip(paths[1:], frames[1:], strict=True):
             if f.shape != frames[0].shape:
@@ -109,8 +127,14 @@ class ClipFolderDataset(Dataset):
         hr = np.ascontiguousarray(hr)
         lr = area_downscale(hr, self.scale) if self.degrade == "area" else bicubic_downscale(hr, self.scale)
         gt = hr if self.many_to_many else hr[self.num_frames // 2]
-        name = f"{self.clips[c][0].parent.name}/{self.clips[c][start + self.num_frames // 2].stem}"
-        return {"lr": to_tensor(lr), "gt": to_tensor(gt), "name": name}
+        return {"lr": to_tensor(lr), "gt": to_tensor(gt), "name": self._name(c, start + self.num_frames // 2)}
+
+    def _name(self, c: int, frame: int) -> str:
+        """CLIP/FRAME, e.g. "000/00000012"."""
+        clip = self.clips[c]
+        if isinstance(clip, RawClip):
+            return f"{clip.name}/{frame:08d}"
+        return f"{clip[0].parent.name}/{clip[frame].stem}"
 
     def _crop(self, hr: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Random crop (train) or centre crop (val), sides multiples of the scale."""
