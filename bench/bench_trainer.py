@@ -18,7 +18,7 @@ import ckpt
 import protocol
 from trainer import models
 from trainer.config import TelemetryConfig
-from trainer.snapshot import BackgroundWriter, SnapshotBuffers, capture_state, collect_state, freeze
+from trainer.snapshot import BackgroundWriter, SnapshotBuffers, freeze, live_weights
 from trainer.telemetry import Telemetry
 
 
@@ -145,7 +145,7 @@ def checkpoint_stall(reps: int = 3) -> None:
         for i in range(reps + 1):  # round 0 allocates the reused buffers
             writer.wait()  # as the loop does before a snapshot
             t0 = time.perf_counter()
-            state = collect_state(step=i, epoch=0, kind="regular", model=model, optimizer=opt, extra={})
+            state = {"step": i, "model_state_dict": live_weights(model), "optimizer_state_dict": opt.state_dict()}
             writer.submit(Path(tmp) / ckpt.checkpoint_name(i), state, freeze=lambda s: freeze(s, buffers))
             t_call = time.perf_counter() - t0
             t1 = time.perf_counter()  # the next iteration's forward/backward only reads the weights
@@ -157,8 +157,7 @@ def checkpoint_stall(reps: int = 3) -> None:
             opt.step()
             writer.wait()
             t0 = time.perf_counter()
-            capture_state(step=i, epoch=0, kind="regular", model=model, optimizer=opt, extra={},
-                          buffers=buffers)
+            freeze({"model_state_dict": live_weights(model), "optimizer_state_dict": opt.state_dict()}, buffers)
             copy_only.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
             live = {"step": i, "model_state_dict": model.state_dict(), "optimizer_state_dict": opt.state_dict()}

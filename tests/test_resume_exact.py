@@ -37,7 +37,7 @@ def _trainer(run_dir, resume="never", stop_at=None, **over) -> Trainer:
     opts = RunOptions(run_dir=run_dir, resume=resume, pub=None, rep=None, interactive=False, console=False)
     trainer = Trainer(cfg, opts)
     if stop_at is not None:
-        trainer.p.controller = StopAt(trainer, stop_at)
+        trainer.parts.report.controller = StopAt(trainer, stop_at)
     return trainer
 
 
@@ -92,7 +92,7 @@ class CtrlCTwiceAt(StopAt):
 def test_ctrl_c_twice_leaves_one_exact_emergency_checkpoint(tmp_path, straight):
     run_dir = tmp_path / "run"
     trainer = _trainer(run_dir)
-    trainer.p.controller = CtrlCTwiceAt(trainer, 3)
+    trainer.parts.report.controller = CtrlCTwiceAt(trainer, 3)
     assert trainer.run() == 128 + signal.SIGINT
     assert signal.getsignal(signal.SIGINT) is not None  # the trainer's handler is gone again
     entries = ckpt.list_checkpoints(run_dir)

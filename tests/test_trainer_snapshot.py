@@ -11,8 +11,9 @@ import torch
 from trainer.snapshot import (
     BackgroundWriter,
     capture_rng,
-    capture_state,
     deferred_signals,
+    freeze,
+    live_weights,
     restore_rng,
 )
 
@@ -26,9 +27,14 @@ def _model_and_optimizer():
     return model, opt
 
 
+def _live(model, opt) -> dict:
+    """A checkpoint's large parts, still referencing the live tensors."""
+    return {"model_state_dict": live_weights(model), "optimizer_state_dict": opt.state_dict()}
+
+
 def test_snapshot_is_a_copy_unaffected_by_later_training():
     model, opt = _model_and_optimizer()
-    state = capture_state(step=1, epoch=0, kind="regular", model=model, optimizer=opt, extra={})
+    state = freeze(_live(model, opt))
     before = state["model_state_dict"]["weight"].clone()
     with torch.no_grad():
         model.weight.add_(1.0)
@@ -99,12 +105,12 @@ def test_signal_during_a_critical_write_is_held_until_the_write_ends():
 
 def test_weights_changed_after_wait_copied_do_not_leak_into_the_checkpoint(tmp_path):
     import ckpt
-    from trainer.snapshot import SnapshotBuffers, collect_state, freeze
+    from trainer.snapshot import SnapshotBuffers
 
     model, opt = _model_and_optimizer()
     expected = model.weight.detach().clone()
     writer, buffers = BackgroundWriter(), SnapshotBuffers()
-    state = collect_state(step=1, epoch=0, kind="regular", model=model, optimizer=opt, extra={})
+    state = {"step": 1, **_live(model, opt)}
     writer.submit(tmp_path / ckpt.checkpoint_name(1), state, freeze=lambda s: freeze(s, buffers))
     writer.wait_copied()
     with torch.no_grad():

@@ -1,6 +1,6 @@
 """The training loop, top to bottom: commands, LR, forward/backward, clip, step, log, validate, save.
 
-`Trainer(cfg, opts)` builds a run (trainer.parts), `run()` trains
+`Trainer(cfg, opts)` builds a run (trainer.run), `run()` trains
 until max_iters, a stop command, Q, SIGINT/SIGTERM or an exception; every way out
 leaves a checkpoint with the real step behind it.
 """
@@ -17,14 +17,15 @@ import torch
 
 import ckpt
 import protocol
+from trainer.checkpoint import to_checkpoint
 from trainer.config import Config, ConfigError
 from trainer.console import ResumeError
 from trainer.control import Action, with_setting
 from trainer.data import DataError
 from trainer.distributed import sync_actions
-from trainer.parts import RunParts, build_run
+from trainer.run import Run, build_run
 from trainer.schedule import set_lr
-from trainer.snapshot import capture_rng, collect_state, freeze, restore_rng, unwrap
+from trainer.snapshot import capture_rng, restore_rng, unwrap
 
 # Errors that mean "fix your input", reported as one line by `python -m trainer`.
 USER_ERRORS = (ConfigError, ResumeError, DataError, protocol.SecurityError, protocol.EndpointError,
@@ -49,34 +50,37 @@ class Trainer:
     def __init__(self, cfg: Config, opts: RunOptions) -> None:
         self.cfg = cfg
         self.opts = opts
-        self.p: RunParts = build_run(cfg, opts, get_cfg=lambda: self.cfg)
-        self.step = self.p.start_step
+        self.parts: Run = build_run(cfg, opts, get_cfg=lambda: self.cfg)
+        self.step = self.parts.start_step
         self.paused = False
         self._signal: int | None = None
+        self._stop_reason = ""
+        self._old_handlers: dict[int, Any] = {}
 
     # ---- the loop -------------------------------------------------------------
     def run(self) -> int:
-        p, tel = self.p, self.p.telemetry
+        state, tel = self.parts.state, self.parts.report.telemetry
         self._install_signal_handlers()
-        tel.event("started", f"Training from step {self.step} to {self.cfg.train.max_iters} on {p.device}",
-                  step=self.step, device=str(p.device), world_size=p.dist.world_size)
+        tel.event("started", f"Training from step {self.step} to {self.cfg.train.max_iters} on "
+                  f"{self.parts.device}", step=self.step, device=str(self.parts.device),
+                  world_size=self.parts.dist.world_size)
         tel.set_state("training")
         try:
             while self.step < self.cfg.train.max_iters:
                 # commands from the network, the keyboard and signals (same on every rank)
                 if self._handle_commands():
                     return self._stop()
-                # learning rate for this step (a pure function of the step)
-                lr = p.lr(self.step)
-                set_lr(p.optimizer, lr)
-                p.prepare_step(self.step)
+                # learning rate and model switches for this step (pure functions of the step)
+                lr = state.lr(self.step, self.cfg)
+                set_lr(state.optimizer, lr)
+                state.prepare_step(self.step)
                 # forward/backward with gradient accumulation, then clip and step
                 loss, parts = self._train_step()
                 self.step += 1
-                p.batches.mark_step()
+                state.batches.mark_step()
                 # log (the loss tensor is read only when a status goes out)
-                tel.step(self.step, loss, lr, epoch=p.batches.epoch, **parts)
-                p.console.progress(self.step, tel.latest_status())
+                tel.step(self.step, loss, lr, epoch=state.batches.epoch, **parts)
+                self.parts.report.console.progress(self.step, tel.latest_status())
                 # validate and checkpoint on schedule
                 if self.step % self.cfg.train.val_every == 0 or self.step == self.cfg.train.max_iters:
                     self.validate()
@@ -96,34 +100,36 @@ class Trainer:
             self.close()
 
     def _train_step(self) -> tuple[torch.Tensor, dict[str, Any]]:
-        p, accum = self.p, self.cfg.train.accum_steps
-        total = torch.zeros((), device=p.device)
-        tracked = p.track_activity(p.telemetry.activity_due())
+        state, accum, tel = self.parts.state, self.cfg.train.accum_steps, self.parts.report.telemetry
+        total = torch.zeros((), device=self.parts.device)
+        tracked = state.track_activity(tel.activity_due())
         for micro in range(accum):
-            batch = p.batches.next()
-            frames = batch["lr"].to(p.device, non_blocking=True)  # (B, T, 3, h, w)
-            target = batch["gt"].to(p.device, non_blocking=True)  # (B, 3, H, W) or (B, T, 3, H, W)
-            with p.no_sync(micro < accum - 1), p.autocast():
-                pred = centre_if_single_target(p.model(frames), target)
-                loss, parts = p.loss_fn(pred, target)
-            p.scaler.scale(loss / accum).backward()
+            batch = state.batches.next()
+            frames = batch["lr"].to(self.parts.device, non_blocking=True)  # (B, T, 3, h, w)
+            target = batch["gt"].to(self.parts.device, non_blocking=True)  # (B, 3, H, W) or (B, T, 3, H, W)
+            with state.no_sync(micro < accum - 1), state.autocast():
+                pred = centre_if_single_target(state.model(frames), target)
+                loss, parts = state.loss_fn(pred, target)
+            state.scaler.scale(loss / accum).backward()
             total += loss.detach() / accum
-        p.scaler.unscale_(p.optimizer)
-        grad_norm = p.clip(p.model.parameters())
-        p.writer.wait_copied()  # a checkpoint snapshot may still be copying these weights
-        p.scaler.step(p.optimizer)
-        p.scaler.update()
-        p.optimizer.zero_grad(set_to_none=True)
-        p.after_step(self.step + 1, pred.detach(), target, total)
+        state.scaler.unscale_(state.optimizer)
+        grad_norm = state.clip(state.model.parameters())
+        self.parts.saver.wait_copied()  # a checkpoint snapshot may still be copying these weights
+        state.scaler.step(state.optimizer)
+        state.scaler.update()
+        state.optimizer.zero_grad(set_to_none=True)
+        if state.adapt_loss_weights(self.step + 1, pred.detach(), target, total, self.parts.dist):
+            weights = state.adaptive.current()
+            tel.event("loss_weights", f"Adaptive loss weights now {weights}", step=self.step + 1, **weights)
         if tracked:  # the one read of the activity sums, on the step it is published and logged
-            p.telemetry.set_activity(self.step + 1, p.read_activity())
+            tel.set_activity(self.step + 1, state.read_activity())
         return total, {"grad_norm": grad_norm, "losses": parts}
 
     # ---- commands -------------------------------------------------------------
     def _handle_commands(self) -> bool:
         """Run queued actions; True when training must stop now."""
-        actions, stop = sync_actions([a.to_wire() for a in self.p.controller.drain()],
-                                     self._signal is not None, self.p.dist)
+        drained = [a.to_wire() for a in self.parts.report.controller.drain()]
+        actions, stop = sync_actions(drained, self._signal is not None, self.parts.dist)
         for name, args, source in actions:
             if self._apply(Action(name, args, source)):
                 return True
@@ -134,7 +140,7 @@ class Trainer:
         return stop
 
     def _apply(self, action: Action) -> bool:
-        name, tel = action.name, self.p.telemetry
+        name, tel = action.name, self.parts.report.telemetry
         if name == "toggle_pause":
             name = "resume" if self.paused else "pause"
         if name == "stop":
@@ -164,19 +170,19 @@ class Trainer:
         return False
 
     def _set(self, args: dict[str, Any]) -> None:
+        tel = self.parts.report.telemetry
         try:
             self.cfg = with_setting(self.cfg, str(args["key"]), args["value"])
         except (KeyError, ValueError) as exc:
-            self.p.telemetry.event("error", f"set rejected: {exc}", args=args)
+            tel.event("error", f"set rejected: {exc}", args=args)
             return
-        self.p.on_config_change(self.cfg)
-        self.p.telemetry.event("set", f"Set {args['key']} = {args['value']!r}", key=args["key"],
-                               value=args["value"])
+        self.parts.state.on_config_change(self.cfg)
+        tel.event("set", f"Set {args['key']} = {args['value']!r}", key=args["key"], value=args["value"])
 
     def _stop(self) -> int:
         """Stop command, Q or a signal: checkpoint, then leave (0, or 128+signal)."""
-        tel = self.p.telemetry
-        reason = getattr(self, "_stop_reason", None) or f"signal {self._signal_name()}"
+        tel = self.parts.report.telemetry
+        reason = self._stop_reason or f"signal {self._signal_name()}"
         tel.set_state("stopping")
         tel.event("stopping", f"Stopping at step {self.step}: {reason}", step=self.step)
         if self._signal is not None:
@@ -187,23 +193,23 @@ class Trainer:
 
     # ---- validation and checkpoints --------------------------------------------------
     def validate(self) -> dict[str, Any] | None:
-        p, tel = self.p, self.p.telemetry
-        if not p.dist.is_main:
+        state, tel = self.parts.state, self.parts.report.telemetry
+        if not self.parts.dist.is_main:
             return None
         tel.set_state("validating")
         tel.event("validation_started", f"Validating at step {self.step}", step=self.step)
         rng = capture_rng()  # validation never changes the training's random streams
         try:
-            metrics, image = p.run_validation(self.step)
+            metrics, image = self.parts.validate_model(self.step, self.cfg)
         finally:
             restore_rng(rng)
-            unwrap(p.model).train()
+            unwrap(state.model).train()
         tel.validation(self.step, metrics, image)
-        p.observe_quality(self.step, metrics["quality"])
-        improved = p.best_score is None or metrics["quality"] > p.best_score
-        if improved:
-            p.best_score = tel.best_score = metrics["quality"]
-        p.last_metrics = metrics
+        improved, boosted = state.record_validation(self.step, metrics)
+        tel.best_score = state.best_score
+        if boosted:
+            tel.event("lr_boost", f"Validation quality on a plateau: LR boost from step {self.step}",
+                      step=self.step)
         tel.event("validation_finished", f"Validation at step {self.step}: quality {metrics['quality']:.2%}, "
                   f"PSNR {metrics['psnr']:.2f} dB (bilinear: {metrics['baseline_quality']:.2%}, "
                   f"{metrics['baseline_psnr']:.2f} dB)", step=self.step, **metrics)
@@ -213,17 +219,13 @@ class Trainer:
         return metrics
 
     def save(self, kind: str, *, sync: bool = False) -> Path | None:
-        p = self.p
-        if not p.dist.is_main:
+        """Checkpoint the training state after `self.step` steps (rank 0)."""
+        if not self.parts.dist.is_main:
             return None
-        path = p.run_dir / ckpt.checkpoint_name(self.step, None if kind == "regular" else kind)
-        p.writer.wait()  # the reused snapshot buffers must not change under a running write
-        state = collect_state(step=self.step, epoch=p.batches.epoch, kind=kind, model=p.model,
-                              optimizer=p.optimizer, extra=p.extra_state())
-        if sync:
-            p.writer.save_now(path, freeze(state, p.buffers))
-        else:  # weights are copied on the writer thread while the next forward/backward runs
-            p.writer.submit(path, state, freeze=lambda s: freeze(s, p.buffers))
+        saver, path = self.parts.saver, self.parts.saver.path(self.step, kind)
+        train_loss = self.parts.report.telemetry.latest_status().get("total_loss")
+        saver.save(lambda: to_checkpoint(self.parts.state, step=self.step, kind=kind, config=self.cfg,
+                                         train_loss=train_loss), path, sync=sync)
         return path
 
     # ---- signals and shutdown -----------------------------------------------
@@ -233,7 +235,7 @@ class Trainer:
             self._signal = signum
             message = ("stopping after this step; saving an emergency checkpoint..." if first
                        else "still stopping; the checkpoint is being written, please wait")
-            self.p.console.info(f"\n{signal.Signals(signum).name}: {message}")
+            self.parts.report.console.info(f"\n{signal.Signals(signum).name}: {message}")
 
         self._old_handlers = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
 
@@ -241,11 +243,11 @@ class Trainer:
         return signal.Signals(self._signal).name if self._signal else "?"
 
     def close(self) -> None:
-        self.p.telemetry.set_state("stopped")
-        self.p.close()
-        if self.p.dist.enabled:
-            print(f"[rank {self.p.dist.rank}] stopped at step {self.step}", flush=True)
-        for sig, old in getattr(self, "_old_handlers", {}).items():
+        self.parts.report.telemetry.set_state("stopped")
+        self.parts.close()
+        if self.parts.dist.enabled:
+            print(f"[rank {self.parts.dist.rank}] stopped at step {self.step}", flush=True)
+        for sig, old in self._old_handlers.items():
             signal.signal(sig, old)
 
 

@@ -1,9 +1,9 @@
-"""Training state capture/restore and the background checkpoint writer.
+"""Snapshots of training state in CPU memory, and the background checkpoint writer.
 
-`capture_state` copies everything to CPU memory (the loop may continue right
-after it returns); `BackgroundWriter` writes such a snapshot on its own thread,
-at most one write in flight (the next `submit` waits for the previous one).
-Everything captured loads with `torch.load(weights_only=True)`.
+`freeze` copies a checkpoint's weights and optimizer state to CPU memory (the loop may
+step again right after it returns); `BackgroundWriter` writes such a snapshot on its own
+thread, at most one write in flight (the next `submit` waits for the previous one).
+`capture_rng`/`restore_rng` hold every random stream as tensors and plain values.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import random
 import signal
 import threading
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -91,44 +90,24 @@ def restore_rng(state: dict[str, Any]) -> None:
 LARGE_PARTS = ("model_state_dict", "optimizer_state_dict")
 
 
-def collect_state(*, step: int, epoch: int, kind: str, model: torch.nn.Module,
-                  optimizer: torch.optim.Optimizer, extra: dict[str, Any]) -> dict[str, Any]:
-    """Phase 1, cheap, on the loop: a checkpoint dict (see docs/internal-interfaces.md) whose
-    small parts are copied now, while weights and optimizer state still reference the live
-    tensors until `freeze` copies them (before the next optimizer step may change them).
-
-    `extra` holds the remaining named parts: model_name, model_kwargs, config, metrics,
-    scheduler_state_dict, scaler_state_dict, train_state, data_state.
-    """
+def live_weights(model: torch.nn.Module) -> dict[str, Any]:
+    """The bare model's state dict: parameters still the live tensors (`freeze` copies them
+    later), buffers copied now, since the next forward pass may change them."""
     bare = unwrap(model)
     weights = bare.state_dict()
-    for name, _ in bare.named_buffers():  # a forward pass may change buffers: copy them now
+    for name, _ in bare.named_buffers():
         if name in weights:
             weights[name] = to_cpu(weights[name])
-    state = {
-        "step": step,
-        "epoch": epoch,
-        "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "type": kind,
-        "model_state_dict": weights,
-        "optimizer_state_dict": optimizer.state_dict(),
-        "rng_state": capture_rng(),
-    }
-    state.update(to_cpu(extra))
-    return state
+    return weights
 
 
 def freeze(state: dict[str, Any], buffers: SnapshotBuffers | None = None) -> dict[str, Any]:
-    """Phase 2: copy the live tensors `collect_state` left referenced into CPU memory."""
+    """Copy the live tensors of a checkpoint's large parts into CPU memory (before the next
+    optimizer step may change them)."""
     out = dict(state)
     for key in LARGE_PARTS:
         out[key] = buffers.capture(state[key], key) if buffers else to_cpu(state[key])
     return out
-
-
-def capture_state(*, buffers: SnapshotBuffers | None = None, **parts: Any) -> dict[str, Any]:
-    """A complete CPU-resident checkpoint dict in one go (`collect_state` + `freeze`)."""
-    return freeze(collect_state(**parts), buffers)
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -136,15 +115,6 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     while hasattr(model, "module") and isinstance(model.module, torch.nn.Module):
         model = model.module
     return getattr(model, "_orig_mod", model)
-
-
-def restore_state(state: dict[str, Any], *, model: torch.nn.Module,
-                  optimizer: torch.optim.Optimizer | None = None, rng: bool = True) -> None:
-    unwrap(model).load_state_dict(state["model_state_dict"])
-    if optimizer is not None and state.get("optimizer_state_dict"):
-        optimizer.load_state_dict(state["optimizer_state_dict"])
-    if rng and state.get("rng_state"):
-        restore_rng(state["rng_state"])
 
 
 @contextlib.contextmanager

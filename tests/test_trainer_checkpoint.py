@@ -1,0 +1,82 @@
+"""The checkpoint schema: to_checkpoint and from_checkpoint mirror each other; the docs list its keys."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+import ckpt
+from trainer.batches import BatchStream
+from trainer.checkpoint import CHECKPOINT_KEYS, TRAIN_STATE_KEYS, from_checkpoint, to_checkpoint
+from trainer.config import load_config
+from trainer.console import ResumeError
+from trainer.distributed import DistInfo
+from trainer.snapshot import freeze
+from trainer.state import TrainingState
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "checkpoints.md"
+TINY = {"model.n_feats": 4, "model.n_blocks": 2, "train.batch_size": 2, "train.cpu_threads": 1}
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _state(**over) -> TrainingState:
+    cfg = load_config(overrides={**TINY, **over})
+    return TrainingState(cfg, torch.device("cpu"), BatchStream(list(range(8)), cfg, DistInfo()))
+
+
+def _trained(state: TrainingState) -> TrainingState:
+    """One real optimizer step plus changed small parts, so that nothing is at its initial value."""
+    frames = torch.rand(2, 5, 3, 8, 8)
+    loss, _ = state.loss_fn(state.model(frames), torch.rand(2, 3, 24, 24))
+    loss.backward()
+    state.clipper.observe(state.clip(state.model.parameters()))
+    state.optimizer.step()
+    state.batches.sampler.advance(3)
+    state.record_validation(10, {"quality": 0.5, "psnr": 30.0, "ssim": 0.9, "loss": 0.1})
+    state.boost.start = 7
+    return state
+
+
+def _documented_keys() -> tuple[set[str], str]:
+    table = DOC.read_text().split("## Contents", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    keys = {key for row in rows for key in re.findall(r"`([a-z_]+)`", row.split("|")[1])}
+    train_row = next(row for row in rows if row.startswith("| `train_state`"))
+    return keys, train_row
+
+
+def test_docs_list_exactly_the_keys_the_schema_writes():
+    written = to_checkpoint(_state(), step=0, kind="regular", config=load_config(), train_loss=None)
+    keys, train_row = _documented_keys()
+    assert keys == set(CHECKPOINT_KEYS) == {*written, "format_version"}
+    assert set(written["train_state"]) == set(TRAIN_STATE_KEYS)
+    assert all(f"`{key}`" in train_row for key in TRAIN_STATE_KEYS)
+
+
+def test_from_checkpoint_restores_what_to_checkpoint_wrote(tmp_path):
+    cfg = load_config(overrides=TINY)
+    original = _trained(_state())
+    path = tmp_path / ckpt.checkpoint_name(5)
+    ckpt.save_checkpoint(path, freeze(to_checkpoint(original, step=5, kind="regular", config=cfg, train_loss=0.2)))
+    restored = _state()
+    assert from_checkpoint(ckpt.load_checkpoint(path), restored, path) == 5
+    a = to_checkpoint(original, step=5, kind="regular", config=cfg, train_loss=0.2)
+    b = to_checkpoint(restored, step=5, kind="regular", config=cfg, train_loss=0.2)
+    assert all(torch.equal(v, b["model_state_dict"][k]) for k, v in a["model_state_dict"].items())
+    assert b["train_state"] == a["train_state"] and b["data_state"] == a["data_state"]
+    assert b["scheduler_state_dict"] == a["scheduler_state_dict"] and b["epoch"] == a["epoch"]
+    for x, y in zip(a["optimizer_state_dict"]["state"].values(), b["optimizer_state_dict"]["state"].values(),
+                    strict=True):
+        assert all(torch.equal(x[k], y[k]) for k in x)
+
+
+def test_a_checkpoint_of_another_model_is_refused_with_the_settings_that_fit(tmp_path):
+    path = tmp_path / ckpt.checkpoint_name(1)
+    ckpt.save_checkpoint(path, freeze(to_checkpoint(_state(), step=1, kind="regular", config=load_config(),
+                                                    train_loss=None)))
+    with pytest.raises(ResumeError, match="--set model.n_feats=4"):
+        from_checkpoint(ckpt.load_checkpoint(path), _state(**{"model.n_feats": 8}), path)

@@ -1,0 +1,99 @@
+"""What a training checkpoint holds, in one place: `to_checkpoint` and its mirror `from_checkpoint`.
+
+The dict is flat, one named part per key (docs/checkpoints.md lists them; a test keeps that
+list equal to `CHECKPOINT_KEYS`). `to_checkpoint` is cheap enough for the loop: small parts are
+copied at once, while weights and optimizer state still reference the live tensors until
+`snapshot.freeze` copies them. Everything loads with `torch.load(weights_only=True)`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from trainer.config import GENERIC_MODEL_KEYS, Config
+from trainer.console import ResumeError
+from trainer.snapshot import capture_rng, live_weights, restore_rng, to_cpu, unwrap
+from trainer.state import TrainingState
+
+# Every top-level key of a training checkpoint (format_version is added by ckpt.save_checkpoint).
+CHECKPOINT_KEYS = ("format_version", "step", "epoch", "timestamp", "type", "model_name", "model_kwargs",
+                   "config", "metrics", "model_state_dict", "optimizer_state_dict", "scheduler_state_dict",
+                   "scaler_state_dict", "train_state", "rng_state", "data_state")
+TRAIN_STATE_KEYS = ("best_score", "clipper", "adaptive_loss")
+
+
+def to_checkpoint(state: TrainingState, *, step: int, kind: str, config: Config,
+                  train_loss: float | None) -> dict[str, Any]:
+    """The checkpoint of `state` after `step` optimizer steps; `kind`: regular, best, emergency."""
+    val = state.last_validation
+    quality, loss = val.get("quality"), val.get("loss", train_loss)
+    small = {
+        "model_name": state.model_name,
+        "model_kwargs": state.model_kwargs,
+        "config": config.to_dict(),
+        "metrics": {"quality": quality, "loss": loss, "psnr": val.get("psnr"), "ssim": val.get("ssim"),
+                    "ki_quality": quality, "val_loss": loss},  # the original system's names too
+        "scheduler_state_dict": {"kind": "lr_at", "plateau_boost": state.boost.state_dict()},
+        "scaler_state_dict": state.scaler.state_dict() if state.scaler.is_enabled() else None,
+        "train_state": {"best_score": state.best_score, "clipper": state.clipper.state_dict(),
+                        "adaptive_loss": state.adaptive.state_dict() if state.adaptive else None},
+        "rng_state": capture_rng(),
+        "data_state": state.batches.state_dict(),
+    }
+    return {
+        "step": step,
+        "epoch": state.batches.epoch,
+        "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "type": kind,
+        "model_state_dict": live_weights(state.model),
+        "optimizer_state_dict": state.optimizer.state_dict(),
+        **to_cpu(small),
+    }
+
+
+def from_checkpoint(ckpt: dict[str, Any], state: TrainingState, path: Path) -> int:
+    """Restore `state` (and the random streams) from a checkpoint read from `path`; the step it holds.
+
+    Older checkpoints may lack the scaler, train, scheduler, data and RNG parts: those keep
+    their fresh values. `config`, `metrics`, `epoch`, `timestamp` and `type` describe the file
+    and are not restored (the run's config comes from its command line).
+    """
+    check_model(ckpt, state, path)
+    try:
+        unwrap(state.model).load_state_dict(ckpt["model_state_dict"])
+        if ckpt.get("optimizer_state_dict"):
+            state.optimizer.load_state_dict(ckpt["optimizer_state_dict"])
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise ResumeError(f"cannot resume from {path}: {exc}") from None
+    if ckpt.get("scaler_state_dict"):
+        state.scaler.load_state_dict(ckpt["scaler_state_dict"])
+    train = ckpt.get("train_state") or {}
+    state.best_score = train.get("best_score")
+    if train.get("clipper"):
+        state.clipper.load_state_dict(train["clipper"])
+    if state.adaptive is not None and train.get("adaptive_loss"):
+        state.adaptive.load_state_dict(train["adaptive_loss"])
+    boost = (ckpt.get("scheduler_state_dict") or {}).get("plateau_boost")
+    if boost:
+        state.boost.load_state_dict(boost)
+    if ckpt.get("data_state"):
+        state.batches.load_state_dict(ckpt["data_state"])
+    if ckpt.get("rng_state"):
+        restore_rng(ckpt["rng_state"])
+    return int(ckpt["step"])
+
+
+def check_model(ckpt: dict[str, Any], state: TrainingState, path: Path) -> None:
+    """ResumeError, with the settings that would fit, when the file holds another model."""
+    name, kwargs = ckpt.get("model_name"), ckpt.get("model_kwargs")
+    if name is None or (name, kwargs) == (state.model_name, state.model_kwargs):
+        return
+    settings = " ".join(f"--set model.{'' if k in GENERIC_MODEL_KEYS else 'options.'}{k}={v!r}"
+                        for k, v in (kwargs or {}).items())
+    raise ResumeError(f"{path.name} holds a {name!r} model with {kwargs}, but this run is configured "
+                      f"for {state.model_name!r} with {state.model_kwargs}. Resume with the same "
+                      f"settings (--set model.name={name} {settings}) or start a new run "
+                      f"(--resume never).")
+

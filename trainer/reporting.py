@@ -1,0 +1,97 @@
+"""The reporting side of a run: terminal, run-folder logs, telemetry, and the command inputs.
+
+Only rank 0 prints, logs, publishes and serves commands; on other ranks every part here is
+silent (Telemetry without a publisher, a Controller without inputs).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import ckpt
+import protocol
+from trainer.config import Config
+from trainer.console import Console
+from trainer.control import ACTIONS, Controller, KeyReader, validate_set_args
+from trainer.runlog import RunLog
+from trainer.telemetry import Telemetry
+
+Query = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+class Reporting:
+    """Console, RunLog, Telemetry (with its Publisher) and the Controller (command server, keys)."""
+
+    def __init__(self, cfg: Config, opts: Any, *, main: bool, get_cfg: Callable[[], Config]) -> None:
+        self.run_dir = Path(opts.run_dir)
+        self.console = Console(total=cfg.train.max_iters, log_every_s=cfg.telemetry.log_every_s,
+                               enabled=main and opts.console)
+        self.runlog = RunLog(self.run_dir, tensorboard=cfg.telemetry.tensorboard) if main else None
+        self.publisher: protocol.Publisher | None = None
+        self.controller = Controller()
+        try:
+            server, keys = self._open_inputs(opts, get_cfg) if main else (None, None)
+        except BaseException:  # e.g. a port in use: release what is open already
+            for part in (self.publisher, self.runlog):
+                if part is not None:
+                    part.close()
+            raise
+        self.telemetry = Telemetry(self.publisher, cfg.telemetry, max_iters=cfg.train.max_iters,
+                                   runlog=self.runlog, echo=self.console.info)
+        self.controller = Controller(server, keys)
+        if server is not None:
+            server.start()
+
+    def _open_inputs(self, opts: Any, get_cfg: Callable[[], Config]) -> tuple[Any, KeyReader | None]:
+        """The telemetry publisher (kept in self.publisher), command server and key reader asked for."""
+        security = protocol.SecurityConfig.from_keys_dir(opts.keys) if opts.keys else None
+        for endpoint in (opts.pub, opts.rep):
+            if endpoint:
+                protocol.check_bind_allowed(endpoint, security, opts.insecure)
+        if opts.pub:
+            run_name = f"{self.run_dir.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+            self.publisher = protocol.Publisher(opts.pub, run_name, security=security)
+        server = None
+        if opts.rep:
+            server = protocol.CommandServer(opts.rep, queries=self._queries(), actions=ACTIONS,
+                                            security=security, validators={"set": validate_set_args(get_cfg)})
+        return server, KeyReader() if opts.console and KeyReader.available() else None
+
+    def start(self, iteration: int) -> None:
+        """Publish from here on, saying `iteration` (the resume step) from the first frame."""
+        self.telemetry.iteration = iteration
+        self.telemetry.publish_status(force=True)
+        self.telemetry.start()
+
+    def _queries(self) -> dict[str, Query]:
+        """Answered on the command server's thread."""
+        def checkpoints(_args: dict[str, Any]) -> dict[str, Any]:
+            return {"checkpoints": [_json_safe(e) for e in ckpt.list_checkpoints(self.run_dir)]}
+
+        return {
+            "status": lambda _a: {"status": self.telemetry.latest_status()},
+            "history": lambda a: {"history": self.telemetry.history(a.get("limit")),
+                                  "validations": self.telemetry.validations()},
+            "checkpoints": checkpoints,
+        }
+
+    def close(self) -> None:
+        for part in (self.controller, self.telemetry, self.publisher, self.runlog, self.console):
+            if part is not None:
+                part.close()
+        sys.stdout.flush()
+
+
+def _json_safe(entry: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in entry.items():
+        if hasattr(value, "isoformat"):
+            value = value.isoformat()
+        elif isinstance(value, Path):
+            value = str(value)
+        out[key] = value
+    return out
