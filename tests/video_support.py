@@ -31,6 +31,17 @@ def frozen(n: int, frame: np.ndarray) -> list[np.ndarray]:
     return [frame.copy() for _ in range(n)]
 
 
+def blurred(frames: list[np.ndarray], radius: int = 4) -> list[np.ndarray]:
+    """The frames out of focus: a (2*radius+1)^2 box blur, edges wrapped."""
+    out = []
+    for frame in frames:
+        acc = frame.astype(np.float32)
+        for axis in (0, 1):
+            acc = sum(np.roll(acc, d, axis=axis) for d in range(-radius, radius + 1)) / (2 * radius + 1)
+        out.append(np.rint(acc).astype(np.uint8))
+    return out
+
+
 def write_video(path: Path, frames: Iterable[np.ndarray], *, fps: int = 25, codec: str = "libx264",
                 pix_fmt: str = "yuv420p", audio: bool = False, crf: int = 12) -> Path:
     """Encode RGB uint8 frames [H, W, 3] (even sizes for yuv420p) into `path`; with `audio`, a
