@@ -7,7 +7,9 @@ import os
 import sys
 from pathlib import Path
 
-from .config import DEFAULT_PUB, DEFAULT_REP, ConfigError, MonitorConfig, TrainerEndpoints
+from protocol import DEFAULT_PUB, DEFAULT_REP
+
+from .config import ConfigError, MonitorConfig, TrainerEndpoints
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

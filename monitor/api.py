@@ -13,17 +13,18 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
+from protocol import HISTORY_FIELDS, SIMPLE_ACTIONS, json_safe
+
 from . import metrics
 from .bridge import Bridge
 from .config import MonitorConfig
 from .hub import Hub
 from .link import BadReply, TrainerUnavailable
-from .run import HISTORY_FIELDS, RunState
+from .run import RunState
 from .security import BodyTooLarge, is_json, read_body, same_origin, token_ok
 from .state import MonitorState
-from .values import clean
 
-ACTIONS = ("validate", "pause", "resume", "save", "stop")
+ACTIONS = SIMPLE_ACTIONS  # the dashboard's buttons: actions without arguments
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
@@ -123,7 +124,7 @@ async def checkpoints(request: Request) -> JSONResponse:
     if not reply.get("ok") or not isinstance(reply.get("checkpoints"), list):
         return fail(502, f"trainer could not list checkpoints: {reply.get('error', 'bad reply')}")
     if run is None:
-        return JSONResponse({"run": None, "checkpoints": clean(reply["checkpoints"]), "cached": False})
+        return JSONResponse({"run": None, "checkpoints": json_safe(reply["checkpoints"]), "cached": False})
     m.bridge.adopt(run.name, "checkpoints", reply)
     return JSONResponse({"run": run.name, "checkpoints": run.checkpoints, "cached": False})
 

@@ -11,10 +11,11 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
+from protocol import json_safe
+
 from .hub import Hub
 from .link import BadReply, TrainerLink, TrainerUnavailable
 from .state import MonitorState
-from .values import clean
 
 log = logging.getLogger("monitor")
 SYNC_COMMANDS = ("status", "history", "checkpoints")
@@ -127,7 +128,7 @@ class Bridge:
                 validations = reply.get("validations")
                 known.replace_history(reply["history"], validations if isinstance(validations, list) else None)
             elif command == "checkpoints" and isinstance(reply.get("checkpoints"), list):
-                known.checkpoints = clean(reply["checkpoints"])
+                known.checkpoints = json_safe(reply["checkpoints"])
         except (ValueError, TypeError) as exc:
             self.state.count_malformed(f"{command} reply: {exc}")
 

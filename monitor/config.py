@@ -6,8 +6,8 @@ import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-DEFAULT_PUB = "tcp://127.0.0.1:5555"
-DEFAULT_REP = "tcp://127.0.0.1:5556"
+from protocol import DEFAULT_PUB, DEFAULT_REP
+
 TRANSPORTS = ("tcp://", "ipc://", "inproc://")
 
 
@@ -24,7 +24,7 @@ class TrainerEndpoints:
         for flag, endpoint in (("--pub", self.pub), ("--rep", self.rep)):
             if not endpoint.startswith(TRANSPORTS) or endpoint.endswith("://"):
                 raise ConfigError(f"{flag} {endpoint!r} is not a ZeroMQ endpoint; "
-                                  "expected e.g. tcp://127.0.0.1:5555")
+                                  f"expected e.g. {DEFAULT_PUB}")
 
 
 @dataclass

@@ -13,9 +13,7 @@ from typing import Any
 from PIL import Image, ImageDraw, ImageFilter
 
 from ckpt.naming import checkpoint_name
-from protocol import CommandServer, Publisher, SecurityConfig
-
-ACTIONS = ("validate", "pause", "resume", "save", "stop")
+from protocol import HISTORY_FIELDS, SIMPLE_ACTIONS, CommandServer, Publisher, SecurityConfig
 
 
 def quality(psnr: float, ssim: float) -> float:
@@ -77,7 +75,7 @@ class MockTrainer:
         self._validations: deque[dict[str, Any]] = deque(maxlen=100)
         self._checkpoints: list[dict[str, Any]] = []
         self._publisher = Publisher(pub, run, security=security)
-        self._server = CommandServer(rep, actions=ACTIONS, security=security, queries={
+        self._server = CommandServer(rep, actions=SIMPLE_ACTIONS, security=security, queries={
             "status": lambda a: {"status": self.status()},
             "history": lambda a: {"history": list(self._history), "validations": list(self._validations)},
             "checkpoints": lambda a: {"checkpoints": list(self._checkpoints)},
@@ -125,7 +123,7 @@ class MockTrainer:
     # ---- the loop ----------------------------------------------------------
     def _loop(self) -> None:
         tick, last_beat, last_point = 1.0 / self.status_hz, 0.0, 0.0
-        self._event("start", f"mock run {self.run!r} started")
+        self._event("started", f"mock run {self.run!r} started", step=int(self.iteration))
         while not self.stopped.wait(tick):
             for command in self._server.drain():
                 self._obey(command.name)
@@ -137,7 +135,7 @@ class MockTrainer:
             now = time.monotonic()
             if now - last_point >= 1.0:
                 last_point = now
-                self._history.append({k: status[k] for k in ("iteration", "total_loss", "learn_rate", "iter_speed", "timestamp")})
+                self._history.append({k: status[k] for k in HISTORY_FIELDS})
             if now - last_beat >= 1.0:
                 last_beat = now
                 self._publisher.publish("heartbeat", state=status["state"], iteration=status["iteration"])
@@ -156,18 +154,20 @@ class MockTrainer:
                 self.validating_until = time.monotonic() + self.validate_s
 
     def _obey(self, name: str) -> None:
+        step = int(self.iteration)
         if name == "validate":
             with self._lock:
                 self.validating_until = time.monotonic() + self.validate_s
-            self._event("validation", "validation started")
+            self._event("validation_started", f"Validating at step {step}", step=step)
         elif name in ("pause", "resume"):
             with self._lock:
                 self.paused = name == "pause"
-            self._event(name, "training paused" if self.paused else "training resumed")
+            self._event("paused" if self.paused else "resumed",
+                        f"{'Paused' if self.paused else 'Resumed'} at step {step}", step=step)
         elif name == "save":
             self._save("regular")
         elif name == "stop":
-            self._event("stop", "stop requested: saving and exiting")
+            self._event("stopping", f"Stopping at step {step}: stop requested", step=step)
             self.stopped.set()
 
     def _finish_validation(self) -> None:
@@ -176,7 +176,7 @@ class MockTrainer:
         ssim = 0.76 + 0.16 * (1 - math.exp(-it / 1500))
         metrics = {"iteration": it, "psnr": psnr, "ssim": ssim, "quality": quality(psnr, ssim),
                    "baseline_psnr": 26.1, "baseline_ssim": 0.78, "baseline_quality": quality(26.1, 0.78)}
-        metrics["improvement"] = metrics["quality"] - metrics["baseline_quality"]
+        metrics.update(improvement=metrics["quality"] - metrics["baseline_quality"], timestamp=time.time())
         self._validations.append(dict(metrics))
         if self.best_score is None or metrics["quality"] > self.best_score:
             self.best_score = metrics["quality"]
@@ -189,7 +189,8 @@ class MockTrainer:
                  "type": kind, "quality": self.best_score, "loss": 0.02 + 0.3 * math.exp(-it / 2500),
                  "size_mb": 41.6, "date_str": time.strftime("%Y-%m-%d %H:%M"), "status": "ok"}
         self._checkpoints.append(entry)
-        self._event("checkpoint", f"saved {entry['filename']}", filename=entry["filename"], step=it)
+        self._event("checkpoint_saved", f"Checkpoint saved: {entry['filename']}", filename=entry["filename"],
+                    path=entry["filename"], type=kind, step=it)
 
     def _event(self, kind: str, message: str, **data: Any) -> None:
         self._publisher.publish("event", kind=kind, message=message, data=data)

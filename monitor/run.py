@@ -8,8 +8,10 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
+from protocol import HISTORY_FIELDS, VALIDATION_POINT_FIELDS, json_safe
+
 from .history import History, Point
-from .values import clean, image_type, require_int
+from .values import image_type, require_int
 
 STATUS_DEFAULTS: dict[str, Any] = {
     "iteration": 0,
@@ -25,12 +27,9 @@ STATUS_DEFAULTS: dict[str, Any] = {
     "is_paused": False,
     "max_iterations": 0,
     "activity": None,  # latest per-layer mean |output|: {layer: float}
+    "skipped_steps": 0,
+    "rollbacks": 0,
 }
-HISTORY_FIELDS = ("iteration", "total_loss", "learn_rate", "iter_speed", "gpu_memory", "timestamp")
-VALIDATION_FIELDS = (
-    "iteration", "psnr", "ssim", "quality",
-    "baseline_psnr", "baseline_ssim", "baseline_quality", "ts",
-)
 ENVELOPE = ("v", "seq")
 MAX_LAYERS = 512
 
@@ -85,7 +84,7 @@ class RunState:
         """Fold one frame in; returns its JSON-safe form for the browsers."""
         if topic == "validation":
             return self._apply_validation(payload)
-        data = clean(payload)
+        data = json_safe(payload)
         if topic == "status":
             require_int(payload, "iteration")
             self._apply_activity(data)
@@ -104,13 +103,15 @@ class RunState:
     def _apply_validation(self, payload: dict[str, Any]) -> dict[str, Any]:
         require_int(payload, "iteration")
         image = payload.get("image")
-        data = clean(payload)
+        data = json_safe(payload)
         if isinstance(image, bytes) and image_type(image):
             self.image, self.image_type = image, image_type(image)
             self.image_version += 1
         data["image_version"] = self.image_version
         self.validation = data
-        self.validations.append(pick(data, VALIDATION_FIELDS))
+        point = pick(data, VALIDATION_POINT_FIELDS)
+        point.setdefault("timestamp", data.get("ts"))  # a sender without the field: the frame's time
+        self.validations.append(point)
         return data
 
     def public_status(self, online: bool) -> dict[str, Any]:
@@ -121,7 +122,7 @@ class RunState:
         """Adopt the trainer's own record, keeping our points newer than its last one."""
         self.history = _merged(self.history, points, HISTORY_FIELDS)
         if validations:
-            self.validations = _merged(self.validations, validations, VALIDATION_FIELDS)
+            self.validations = _merged(self.validations, validations, VALIDATION_POINT_FIELDS)
 
     def snapshot(self, online: bool) -> dict[str, Any]:
         return {
@@ -142,7 +143,7 @@ def _merged(old: History, points: list[Any], keys: tuple[str, ...]) -> History:
     last = None
     for raw in points:
         if isinstance(raw, dict) and isinstance(raw.get("iteration"), int):
-            new.append(pick(clean(raw), keys))
+            new.append(pick(json_safe(raw), keys))
             last = raw["iteration"]
     if last is None:
         return old

@@ -76,7 +76,7 @@ class MonitorState:
         self.frames += 1
         if self.current is None or not self.is_online(self.current):
             self.current = name  # stay on a live run; follow a new one when it goes quiet
-        checkpoints = topic == "event" and "checkpoint" in str(payload.get("kind", ""))
+        checkpoints = topic == "event" and payload.get("kind") == "checkpoint_saved"
         sync = is_new or restarted or not was_online
         return Update(name, topic, data, needs_sync=sync, checkpoints_changed=checkpoints)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from protocol.codec import (
     ProtocolError,
-    check_fields,
+    check_event,
     decode_message,
     decode_reply,
     decode_request,
@@ -17,14 +17,26 @@ from protocol.codec import (
 )
 from protocol.commands import Command, CommandClient, CommandServer, CommandTimeout
 from protocol.examples import example_fields
+from protocol.jsonsafe import json_safe
 from protocol.pubsub import Publisher, Subscriber
 from protocol.schemas import (
     ACTION_COMMANDS,
     COMMANDS,
+    DEFAULT_PUB,
+    DEFAULT_REP,
+    EVENT_KINDS,
+    EVENTS,
+    HISTORY_FIELDS,
     MAX_FRAME_BYTES,
+    METRIC_SPACES,
     PROTOCOL_VERSION,
     QUERY_COMMANDS,
+    SIMPLE_ACTIONS,
+    STATES,
+    STATUS,
     TOPICS,
+    VALIDATION,
+    VALIDATION_POINT_FIELDS,
 )
 from protocol.security import (
     SecurityConfig,
@@ -38,10 +50,21 @@ from protocol.sockets import EndpointError
 __all__ = [
     "ACTION_COMMANDS",
     "COMMANDS",
+    "DEFAULT_PUB",
+    "DEFAULT_REP",
+    "EVENTS",
+    "EVENT_KINDS",
+    "HISTORY_FIELDS",
     "MAX_FRAME_BYTES",
+    "METRIC_SPACES",
     "PROTOCOL_VERSION",
     "QUERY_COMMANDS",
+    "SIMPLE_ACTIONS",
+    "STATES",
+    "STATUS",
     "TOPICS",
+    "VALIDATION",
+    "VALIDATION_POINT_FIELDS",
     "Command",
     "CommandClient",
     "CommandServer",
@@ -53,7 +76,7 @@ __all__ = [
     "SecurityError",
     "Subscriber",
     "check_bind_allowed",
-    "check_fields",
+    "check_event",
     "decode_message",
     "decode_reply",
     "decode_request",
@@ -62,5 +85,6 @@ __all__ = [
     "encode_request",
     "example_fields",
     "generate_keys",
+    "json_safe",
     "requires_security",
 ]

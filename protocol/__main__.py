@@ -17,11 +17,9 @@ from typing import Any
 from protocol.codec import ProtocolError
 from protocol.commands import CommandClient, CommandTimeout
 from protocol.pubsub import Subscriber
+from protocol.schemas import COMMANDS, DEFAULT_PUB, DEFAULT_REP
 from protocol.security import SecurityConfig, generate_keys
 from protocol.sockets import EndpointError
-
-DEFAULT_PUB = "tcp://127.0.0.1:5555"
-DEFAULT_REP = "tcp://127.0.0.1:5556"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,8 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="action", required=True, metavar="{send,watch,keys}")
 
     send = sub.add_parser("send", help="send one command, print the reply as JSON")
-    send.add_argument("command", help="ping, status, validate, pause, resume, save, stop, "
-                                      "checkpoints, history, set")
+    send.add_argument("command", help=", ".join(COMMANDS))
     send.add_argument("--arg", action="append", default=[], type=_key_value, metavar="KEY=VALUE",
                       help="a command argument; VALUE is read as JSON when it parses, else as text")
     send.add_argument("--rep", default=DEFAULT_REP, help=f"the trainer's REP endpoint ({DEFAULT_REP})")

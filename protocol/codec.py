@@ -18,6 +18,7 @@ import msgpack
 from protocol.schemas import (
     COMMANDS,
     ENVELOPE,
+    EVENTS,
     MAX_ARRAY_LEN,
     MAX_DEPTH,
     MAX_FRAME_BYTES,
@@ -106,11 +107,6 @@ def decode_reply(data: bytes) -> dict[str, Any]:
 
 # ---- checks ---------------------------------------------------------------------------------
 
-def check_fields(obj: dict[str, Any], schema: Schema, what: str) -> None:
-    """Raise ProtocolError unless `obj` has every required field of `schema` with an allowed type."""
-    _check_rules(obj, _compile(schema), what)
-
-
 _Rule = tuple[str, tuple[type, ...], bool, Field]  # name, exact types for the fast path, required, field
 
 
@@ -132,6 +128,7 @@ def _check_rules(obj: dict[str, Any], rules: tuple[_Rule, ...], what: str) -> No
 
 _TOPIC_RULES = {topic: _compile({**ENVELOPE, **schema}) for topic, schema in TOPICS.items()}
 _ENVELOPE_RULES = _compile(ENVELOPE)
+_EVENT_RULES = {kind: _compile(schema) for kind, schema in EVENTS.items()}
 _COMMAND_RULES = {command: _compile(schema) for command, schema in COMMANDS.items()}
 _REQUEST_RULES = _compile(REQUEST)
 _REPLY_RULES = _compile(REPLY)
@@ -169,6 +166,15 @@ def _check_payload(topic: str, payload: Any) -> None:
         raise ProtocolError(f"{what}: payload must be a map, got {_name(type(payload))}")
     _check_version(payload, what)
     _check_rules(payload, _TOPIC_RULES.get(topic, _ENVELOPE_RULES), what)
+    if topic == "event" and payload["kind"] in _EVENT_RULES:  # an unknown kind passes: a newer trainer's
+        check_event(payload["kind"], payload.get("data", {}))
+
+
+def check_event(kind: str, data: dict[str, Any]) -> None:
+    """ProtocolError unless `kind` is one of the protocol's event kinds and `data` fits its schema."""
+    if kind not in _EVENT_RULES:
+        raise ProtocolError(f"unknown event kind {kind!r}; the protocol's kinds are in protocol.schemas.EVENTS")
+    _check_rules(data, _EVENT_RULES[kind], f"'{kind}' event data")
 
 
 def _check_request(request: Any) -> None:

@@ -1,4 +1,6 @@
-"""Wire protocol v1 schemas as declarative tables: field name -> `Field`.
+"""Wire protocol v1's vocabulary and schemas, defined once: default endpoints, state names,
+command and action names, event kinds with the schema of their `data`, the fields of each
+topic, and the fields of the history and validation points a viewer keeps.
 
 Every table is checked by `protocol.codec`. Fields not listed in a table are
 allowed and passed through untouched (producers may extend a message); listed
@@ -11,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 PROTOCOL_VERSION = 1
+DEFAULT_PUB = "tcp://127.0.0.1:5555"  # the trainer's telemetry socket
+DEFAULT_REP = "tcp://127.0.0.1:5556"  # the trainer's command socket
 MAX_FRAME_BYTES = 2 * 1024 * 1024
 MAX_TOPIC_BYTES = 64
 MAX_DEPTH = 8
@@ -31,6 +35,7 @@ MAP = (dict,)
 LIST = (list,)
 OPT_FLOAT = (float, int, type(None))
 OPT_BYTES = (bytes, type(None))
+OPT_STR = (str, type(None))
 
 
 @dataclass(frozen=True)
@@ -54,8 +59,11 @@ Schema = dict[str, Field]
 # The envelope every PUB payload carries.
 ENVELOPE: Schema = {"v": req(INT), "run": req(STR), "seq": req(INT), "ts": req(FLOAT)}
 
+# What a trainer is doing: `heartbeat.state` and `status.state`.
+STATES = ("loading", "training", "validating", "paused", "stopping", "stopped")
+
 STATUS: Schema = {
-    # the seed's /api/status fields
+    # the original /api/status fields
     "iteration": req(INT),
     "total_loss": req(FLOAT),
     "learn_rate": req(FLOAT),
@@ -66,20 +74,50 @@ STATUS: Schema = {
     "is_validating": req(BOOL),
     "is_training": req(BOOL),
     "timestamp": req(FLOAT),
-    # added by the contract
+    # added with protocol v1
     "is_paused": req(BOOL),
     "max_iterations": req(INT),
     # optional extras
     "epoch": opt(INT),
-    "state": opt(STR),
+    "state": opt(STR),  # one of STATES
     "grad_norm": opt(OPT_FLOAT),
     "losses": opt(MAP),  # loss parts, e.g. {"l1": 0.01, "perceptual": 0.002}
     "activity": opt(MAP),  # per-layer mean |output|, e.g. {"feat": 0.21, "out": 0.03}
+    "skipped_steps": opt(INT),  # non-finite steps skipped this run (absent: 0)
+    "rollbacks": opt(INT),  # rollbacks to the last finite state this run (absent: 0)
 }
+
+_STEP: Schema = {"step": req(INT)}
+
+# Event kinds a trainer sends -> the schema of the event's `data` map.
+EVENTS: dict[str, Schema] = {
+    "loading": {},
+    "started": {**_STEP, "device": opt(STR), "world_size": opt(INT)},
+    "finished": _STEP,
+    "stopping": _STEP,
+    "paused": _STEP,
+    "resumed": _STEP,
+    "set": {"key": req(STR), "value": req(ANY)},
+    "error": {"step": opt(INT), "path": opt(STR)},
+    "validation_started": _STEP,
+    "validation_finished": {**_STEP, "quality": opt(FLOAT), "psnr": opt(FLOAT), "ssim": opt(FLOAT)},
+    "checkpoint_saved": {**_STEP, "path": req(STR), "filename": opt(STR), "type": opt(STR),
+                         "size_mb": opt(FLOAT), "removed": opt(LIST), "quality": opt(OPT_FLOAT),
+                         "loss": opt(OPT_FLOAT)},
+    "checkpoint_refused": {**_STEP, "path": req(STR), "reason": req(STR)},
+    "loss_weights": _STEP,
+    "lr_boost": _STEP,
+    "nan_skipped": {**_STEP, "skipped": req(INT), "reason": req(STR)},
+    "diverged": {**_STEP, "restore_step": req(INT)},
+    "recovered": {**_STEP, "from_step": req(INT), "rollbacks": req(INT)},
+}
+EVENT_KINDS = tuple(EVENTS)
 
 EVENT: Schema = {"kind": req(STR), "message": req(STR), "data": opt(MAP)}
 
 HEARTBEAT: Schema = {"state": req(STR), "iteration": req(INT)}
+
+METRIC_SPACES = ("rgb", "y")
 
 VALIDATION: Schema = {
     "iteration": req(INT),
@@ -89,7 +127,9 @@ VALIDATION: Schema = {
     "baseline_psnr": req(FLOAT),
     "baseline_ssim": req(FLOAT),
     "baseline_quality": req(FLOAT),
-    "improvement": opt(FLOAT),
+    "improvement": opt(FLOAT),  # quality - baseline_quality
+    "metric_space": opt(STR, choices=METRIC_SPACES),  # where PSNR/SSIM were measured (absent: rgb)
+    "timestamp": opt(FLOAT),  # unix seconds the validation finished (the point's time in `history`)
     "image": opt(OPT_BYTES),
     "image_format": opt(STR, choices=("png", "jpeg")),
 }
@@ -101,7 +141,10 @@ TOPICS: dict[str, Schema] = {
     "validation": VALIDATION,
 }
 
-HEARTBEAT_STATES = ("loading", "training", "validating", "paused", "stopping", "stopped")
+# The points of the `history` reply: what a viewer plots, the same live and re-fetched.
+HISTORY_FIELDS = ("iteration", "total_loss", "learn_rate", "iter_speed", "gpu_memory", "timestamp")
+VALIDATION_POINT_FIELDS = ("iteration", "psnr", "ssim", "quality", "baseline_psnr", "baseline_ssim",
+                           "baseline_quality", "improvement", "metric_space", "timestamp")
 
 # Requests: the envelope, then the command's `args` table.
 REQUEST: Schema = {"v": req(INT), "command": req(STR, pattern=r"[a-z][a-z0-9_]{0,31}"), "args": opt(MAP)}
@@ -122,3 +165,4 @@ COMMANDS: dict[str, Schema] = {
 
 QUERY_COMMANDS = ("ping", "status", "checkpoints", "history")
 ACTION_COMMANDS = ("validate", "pause", "resume", "save", "stop", "set")
+SIMPLE_ACTIONS = tuple(name for name in ACTION_COMMANDS if not COMMANDS[name])  # actions without args

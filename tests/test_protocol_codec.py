@@ -150,9 +150,9 @@ def test_deep_nesting_is_refused() -> None:
 
 def test_non_plain_values_are_refused_when_encoding() -> None:
     with pytest.raises(ProtocolError, match="not a plain msgpack value"):
-        encode_message("event", payload("event", data={"when": object()}))
+        encode_message("event", payload("event", data={"step": 1, "path": "p", "when": object()}))
     with pytest.raises(ProtocolError, match="map key 1 is not a str"):
-        encode_message("event", payload("event", data={1: "x"}))
+        encode_message("event", payload("event", data={"step": 1, "path": "p", 1: "x"}))
 
 
 def test_msgpack_extension_types_are_refused() -> None:

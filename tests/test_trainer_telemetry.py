@@ -68,7 +68,7 @@ def test_events_reach_subscribers_and_the_run_log(tmp_path, wired):
     from trainer.runlog import RunLog
 
     tel.runlog = RunLog(tmp_path, tensorboard=False)
-    tel.event("checkpoint_saved", "Checkpoint saved: x.pth", step=3)
+    tel.event("checkpoint_saved", "Checkpoint saved: x.pth", step=3, path="x.pth")
     events = [m for t, m in _collect(sub, 0.5) if t == "event"]
     assert events[0]["kind"] == "checkpoint_saved" and events[0]["data"]["step"] == 3
     assert "checkpoint_saved" in (tmp_path / "training.log").read_text()

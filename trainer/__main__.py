@@ -9,10 +9,9 @@ import sys
 import time
 from pathlib import Path
 
+from protocol import DEFAULT_PUB, DEFAULT_REP
 from trainer.config import Config, ConfigError, load_config, parse_override
 
-DEFAULT_PUB = "tcp://127.0.0.1:5555"
-DEFAULT_REP = "tcp://127.0.0.1:5556"
 RESUME_HELP = "ask | latest | best | never | STEP | PATH (without a TTY, ask = latest)"
 
 

@@ -16,9 +16,10 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from protocol import ACTION_COMMANDS
 from trainer.config import Config
 
-ACTIONS = ("validate", "pause", "resume", "save", "stop", "set")
+ACTIONS = ACTION_COMMANDS  # what the command server queues for the loop: the protocol's actions
 KEYS = {"p": "toggle_pause", "v": "validate", "c": "save", "q": "stop"}
 
 # Knobs that are safe to change while training: dotted config key -> type.

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from protocol import HISTORY_FIELDS, STATES, VALIDATION_POINT_FIELDS, check_event
 from trainer.config import TelemetryConfig
 from trainer.runlog import RunLog
 
@@ -75,6 +76,8 @@ class Telemetry:
         self.state = "loading"
         self.iteration = 0
         self.best_score: float | None = None
+        self.skipped_steps = 0
+        self.rollbacks = 0
         self._publisher = publisher
         self._queue: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue(maxsize=2000)
         self._lock = threading.Lock()
@@ -96,6 +99,8 @@ class Telemetry:
             self._thread.start()
 
     def set_state(self, state: str) -> None:
+        if state not in STATES:
+            raise ValueError(f"unknown trainer state {state!r}; the protocol's states: {', '.join(STATES)}")
         self.state = state
         if state in ("training", "paused"):
             self.speed.reset()
@@ -154,8 +159,15 @@ class Telemetry:
         self._last_status = time.monotonic()
         self._send("status", status)
 
+    def set_divergence(self, skipped_steps: int, rollbacks: int) -> None:
+        """This run's totals of skipped non-finite steps and rollbacks, carried by every later status."""
+        self.skipped_steps, self.rollbacks = int(skipped_steps), int(rollbacks)
+        self._due = True
+
     def event(self, kind: str, message: str, **data: Any) -> None:
-        """An event: published, appended to training.log, echoed to the terminal."""
+        """An event: published, appended to training.log, echoed to the terminal.
+        `kind` and `data` must follow the protocol's event table (`protocol.EVENTS`): ProtocolError if not."""
+        check_event(kind, data)
         if self.runlog is not None:
             self.runlog.event(kind, message, **data)
         if self.echo is not None:
@@ -163,13 +175,13 @@ class Telemetry:
         self._send("event", {"kind": kind, "message": message, "data": data})
 
     def validation(self, iteration: int, metrics: dict[str, Any], image: bytes | None = None) -> None:
-        fields = {"iteration": iteration, **metrics}
-        if image:
-            fields.update(image=image, image_format="png")
+        fields = {"iteration": iteration, **metrics, "timestamp": time.time()}
         if self.runlog is not None:
             self.runlog.metrics("val", iteration, metrics)
-        with self._lock:
-            self._validations.append({"iteration": iteration, "timestamp": time.time(), **metrics})
+        with self._lock:  # the point a late viewer re-fetches is the one a live viewer kept
+            self._validations.append({k: fields[k] for k in VALIDATION_POINT_FIELDS if k in fields})
+        if image:
+            fields.update(image=image, image_format="png")
         self._send("validation", fields)
 
     # ---- query side (command server thread) ------------------------------
@@ -205,6 +217,7 @@ class Telemetry:
             "is_training": self.state in ("training", "validating", "paused"),
             "is_paused": self.state == "paused", "max_iterations": self.max_iters,
             "timestamp": time.time(), "state": self.state,
+            "skipped_steps": self.skipped_steps, "rollbacks": self.rollbacks,
         }
 
     def _send(self, topic: str, fields: dict[str, Any]) -> None:
@@ -240,8 +253,6 @@ class Telemetry:
         self._last_status = time.monotonic()
         self._publisher.publish("status", **status)
 
-
-HISTORY_FIELDS = ("iteration", "total_loss", "learn_rate", "iter_speed", "timestamp")
 
 
 def _scalar(value: Any) -> Any:
