@@ -18,6 +18,7 @@ import tomllib
 
 from trainer.adaptive import AdaptiveConfig, ClipConfig
 from trainer.data import DataConfig
+from trainer.divergence import DivergenceConfig
 from trainer.losses import LossConfig
 from trainer.schedule import ScheduleConfig
 
@@ -139,6 +140,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
+    divergence: DivergenceConfig = field(default_factory=DivergenceConfig)  # non-finite steps, rollbacks
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
