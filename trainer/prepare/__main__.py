@@ -37,7 +37,7 @@ def parser() -> argparse.ArgumentParser:
     for name, help_ in (("cut", "colour-histogram change (0-1) between frames that starts a new shot"),
                         ("black", "mean brightness (0-255) under which a frame is black"),
                         ("frozen", "mean frame-to-frame change (0-255) under which a window is frozen"),
-                        ("blur", "mean gradient (0-255) under which a window is blurred")):
+                        ("blur", "blur measure (0 sharp - 1 no detail, Crete et al. 2007) over which a window is out of focus")):
         p.add_argument(f"--{name}-threshold", type=float, default=getattr(DEFAULTS, f"{name}_threshold"), help=help_)
     return p
 

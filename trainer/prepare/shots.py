@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["FrameStats", "frame_stats", "sharpness", "Windows", "SKIP_REASONS"]
+__all__ = ["FrameStats", "frame_stats", "blur", "Windows", "SKIP_REASONS"]
 
 SKIP_REASONS = ("black", "frozen", "blurred", "shot_end", "unselected")
 
@@ -43,10 +43,25 @@ def motion(a: FrameStats, b: FrameStats) -> float:
     return float(np.abs(a.sample.astype(np.int16) - b.sample).mean())
 
 
-def sharpness(rgb: np.ndarray) -> float:
-    """Mean |horizontal and vertical gradient| of the green channel (0-255): low = out of focus."""
-    g = rgb[..., 1].astype(np.int16)
-    return float(np.abs(np.diff(g, axis=0)).mean() + np.abs(np.diff(g, axis=1)).mean()) / 2
+def _box(a: np.ndarray, axis: int, k: int = 9) -> np.ndarray:
+    """Moving average of k samples along one axis (edges repeated)."""
+    pad = [(k // 2 + 1, k // 2) if ax == axis else (0, 0) for ax in range(a.ndim)]
+    c = np.cumsum(np.pad(a, pad, mode="edge"), axis=axis)
+    n = a.shape[axis]
+    return (np.take(c, range(k, k + n), axis=axis) - np.take(c, range(n), axis=axis)) / k
+
+
+def blur(rgb: np.ndarray) -> float:
+    """The no-reference blur measure of Crete et al. (2007), 0 (sharp) to 1 (no detail at all): how
+    little of the frame's gradient survives a further 9-pixel blur. It does not depend on contrast."""
+    g = rgb[..., 1].astype(np.float32)
+    worst = 0.0
+    for axis in (0, 1):
+        sharp = np.abs(np.diff(g, axis=axis))
+        total = float(sharp.sum())
+        kept = float(np.minimum(np.abs(np.diff(_box(g, axis), axis=axis)), sharp).sum())
+        worst = max(worst, kept / total if total else 1.0)
+    return worst
 
 
 class Windows:
@@ -85,6 +100,6 @@ class Windows:
             return "black"
         if np.mean([motion(a, b) for a, b in zip(stats[:-1], stats[1:], strict=True)]) < self.frozen:
             return "frozen"
-        if sharpness(frames[len(frames) // 2]) < self.blur:
+        if blur(frames[len(frames) // 2]) > self.blur:
             return "blurred"
         return None
