@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import datetime
 from pathlib import Path
 
 from ckpt.errors import CheckpointError
 from ckpt.listing import list_checkpoints
 from ckpt.retention import prune
 from ckpt.selection import format_table
+from protocol import json_safe
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,12 +28,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _to_json(value: object) -> object:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
 def _list(args: argparse.Namespace) -> int:
     if args.last is not None and args.last < 1:
         print("error: --last must be at least 1", file=sys.stderr)
@@ -41,7 +35,7 @@ def _list(args: argparse.Namespace) -> int:
     entries = list_checkpoints(args.run_dir)
     if args.json:
         shown = entries[-args.last :] if args.last else entries
-        print(json.dumps(shown, default=_to_json, indent=2))
+        print(json.dumps([json_safe(entry) for entry in shown], indent=2, allow_nan=False))
     elif entries:
         print(format_table(entries, args.last))
     else:

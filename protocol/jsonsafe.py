@@ -35,7 +35,18 @@ def json_safe(value: Any, depth: int = 0) -> Any:
         return value.isoformat()
     if isinstance(value, float):  # a float subclass, e.g. numpy.float64
         return json_safe(float(value))
-    return json_safe(value.item()) if hasattr(value, "item") else str(value)[:MAX_STRING]
+    return _scalar_or_text(value)
+
+
+def _scalar_or_text(value: Any) -> Any:
+    """A one-element tensor or array as its number; anything else (a Path, ...) as its text."""
+    item = getattr(value, "item", None)
+    if callable(item):
+        try:
+            return json_safe(item())
+        except (TypeError, ValueError, RuntimeError):  # more than one element
+            pass
+    return str(value)[:MAX_STRING]
 
 
 def _safe_map(value: dict[Any, Any], depth: int) -> dict[str, Any]:

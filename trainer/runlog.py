@@ -8,24 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)
+from protocol import json_safe
 
 
 def _open_tensorboard(run_dir: Path) -> Any:
@@ -51,7 +40,7 @@ class RunLog:
     def event(self, name: str, message: str = "", **fields: Any) -> None:
         """One line in training.log: `2026-11-28 20:00:00  checkpoint_saved  message {fields}`."""
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        extra = f" {json.dumps(_jsonable(fields), sort_keys=True)}" if fields else ""
+        extra = f" {json.dumps(json_safe(fields), sort_keys=True)}" if fields else ""
         with self._lock:
             self._append(self._log, f"{stamp}  {name:<20} {message}{extra}\n".rstrip() + "\n")
 
@@ -59,7 +48,7 @@ class RunLog:
         """One JSON line in metrics.jsonl, and TensorBoard scalars `kind/name`."""
         record = {"ts": round(time.time(), 3), "kind": kind, "step": step, **values}
         with self._lock:
-            self._append(self._metrics, json.dumps(_jsonable(record)) + "\n")
+            self._append(self._metrics, json.dumps(json_safe(record)) + "\n")
             if self._tb is not None:
                 for name, value in values.items():
                     if isinstance(value, (int, float)) and not isinstance(value, bool):
