@@ -14,6 +14,7 @@ from typing import Any
 
 import ckpt
 import protocol
+from protocol import json_safe
 from trainer.config import Config
 from trainer.console import Console
 from trainer.control import ACTIONS, Controller, KeyReader, validate_set_args
@@ -70,7 +71,7 @@ class Reporting:
     def _queries(self) -> dict[str, Query]:
         """Answered on the command server's thread."""
         def checkpoints(_args: dict[str, Any]) -> dict[str, Any]:
-            return {"checkpoints": [_json_safe(e) for e in ckpt.list_checkpoints(self.run_dir)]}
+            return {"checkpoints": json_safe(ckpt.list_checkpoints(self.run_dir))}
 
         return {
             "status": lambda _a: {"status": self.telemetry.latest_status()},
@@ -85,13 +86,3 @@ class Reporting:
                 part.close()
         sys.stdout.flush()
 
-
-def _json_safe(entry: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for key, value in entry.items():
-        if hasattr(value, "isoformat"):
-            value = value.isoformat()
-        elif isinstance(value, Path):
-            value = str(value)
-        out[key] = value
-    return out
