@@ -3,12 +3,17 @@
 The one-output-per-window model (vsrpp) slides a window of num_frames over the sequence (edges
 padded by repeating the first / last frame); many-to-many models (basicvsrpp) run on overlapping
 chunks of `window` frames and keep each chunk's centre part; `tile` splits frames into LR tiles.
+Frames may come as one tensor or as a stream (any iterable of [3, h, w]): only the frames the
+current window or chunk needs are held, so a film costs no more memory than a clip.
+A `.onnx` file from `trainer.export` loads as well (run by onnxruntime, see trainer/onnx_model.py).
 Used by `trainer.upscale` (videos and folders) and the model-side tools after it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import itertools
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,14 +50,30 @@ class LoadedModel:
     scale: int
     num_frames: int
     many_to_many: bool
+    max_frames: int | None = None  # most frames one call takes (an exported model's fixed T); None = any
+
+
+def check_expected(path: str | Path, name: str, scale: int, expect_model: str | None,
+                   expect_scale: int | None) -> None:
+    if expect_model is not None and name != expect_model:
+        raise UpscaleError(f"{path} holds a {name!r} model, not the expected {expect_model!r}")
+    if expect_scale is not None and scale != expect_scale:
+        raise UpscaleError(f"{path} holds a x{scale} model, not the expected x{expect_scale}")
 
 
 def load_model(path: str | Path, device: torch.device, *, expect_model: str | None = None,
                expect_scale: int | None = None) -> LoadedModel:
-    """Rebuild the checkpoint's model (model_name/model_kwargs) and load its weights."""
+    """Rebuild the checkpoint's model (model_name/model_kwargs) and load its weights; a `.onnx`
+    file from `trainer.export` runs through onnxruntime instead."""
     from ckpt import CheckpointError, load_checkpoint
     from trainer import models
 
+    if Path(path).suffix.lower() == ".onnx":
+        from trainer.onnx_model import load_onnx
+
+        loaded = load_onnx(path, device)
+        check_expected(path, loaded.name, loaded.scale, expect_model, expect_scale)
+        return loaded
     try:
         state = load_checkpoint(path)
     except CheckpointError as exc:
@@ -61,11 +82,8 @@ def load_model(path: str | Path, device: torch.device, *, expect_model: str | No
     if not isinstance(name, str) or not isinstance(kwargs, dict) or "model_state_dict" not in state:
         raise UpscaleError(f"{path} holds no model_name/model_kwargs/model_state_dict, so the model "
                            "cannot be rebuilt (is it a training checkpoint of this project?)")
-    if expect_model is not None and name != expect_model:
-        raise UpscaleError(f"{path} holds a {name!r} model, not the expected {expect_model!r}")
     scale = int(kwargs.get("scale", 0))
-    if expect_scale is not None and scale != expect_scale:
-        raise UpscaleError(f"{path} holds a x{scale} model, not the expected x{expect_scale}")
+    check_expected(path, name, scale, expect_model, expect_scale)
     if name not in models.MODEL_INFO:
         raise UpscaleError(f"{path} holds an unknown model {name!r}; known: {', '.join(models.known_models())}")
     # the checkpoint holds every weight: do not reread a SPyNet file that may not exist here
@@ -109,17 +127,59 @@ def chunk_spans(t: int, window: int, overlap: int) -> Iterator[tuple[int, int, i
         keep = keep_end
 
 
-def _windows_many_to_one(frames: Tensor, num_frames: int) -> Iterator[Tensor]:
+def _padded(frames: Iterable[Tensor], pad: int) -> Iterator[Tensor]:
+    """The frames with the first and the last one repeated `pad` extra times."""
+    last = None
+    for i, frame in enumerate(frames):
+        if i == 0:
+            yield from itertools.repeat(frame, pad)
+        yield frame
+        last = frame
+    if last is not None:
+        yield from itertools.repeat(last, pad)
+
+
+def _windows_many_to_one(frames: Iterable[Tensor], num_frames: int) -> Iterator[Tensor]:
     """For each frame, the num_frames window centred on it, edges repeated: [1, T, 3, h, w]."""
-    t, c = frames.shape[0], num_frames // 2
-    for i in range(t):
-        idx = torch.arange(i - c, i + c + 1).clamp(0, t - 1)
-        yield frames[idx].unsqueeze(0)
+    window: deque[Tensor] = deque(maxlen=num_frames)
+    for frame in _padded(frames, num_frames // 2):
+        window.append(frame)
+        if len(window) == num_frames:
+            yield torch.stack(tuple(window)).unsqueeze(0)
 
 
-def upscale_frames(loaded: LoadedModel, frames: Tensor, opts: UpscaleOptions,
+def _chunks_many_to_many(frames: Iterable[Tensor], window: int, overlap: int) -> Iterator[tuple[Tensor, int, int]]:
+    """(chunk [1, n, 3, h, w], keep_start, keep_end within it): chunk_spans' chunks, read from a stream
+    holding only the frames from the current chunk's start on."""
+    stream = iter(frames)
+    buf = list(itertools.islice(stream, window + 1))
+    if len(buf) <= window:  # the whole sequence is one chunk
+        if buf:
+            yield torch.stack(buf).unsqueeze(0), 0, len(buf)
+        return
+    step, base, keep, ended = window - 2 * overlap, 0, 0, False
+    while True:
+        while not ended and base + len(buf) < keep + step + overlap:
+            frame = next(stream, None)
+            ended = frame is None
+            if frame is not None:
+                buf.append(frame)
+        known = base + len(buf)  # == the length of the sequence once ended
+        if keep >= known:
+            return
+        keep_end = min(keep + step, known)
+        start, end = max(0, keep - overlap), min(known, keep_end + overlap)
+        yield torch.stack(buf[start - base:end - base]).unsqueeze(0), keep - start, keep_end - start
+        keep = keep_end
+        drop = max(0, keep - overlap) - base
+        del buf[:drop]
+        base += drop
+
+
+def upscale_frames(loaded: LoadedModel, frames: Tensor | Iterable[Tensor], opts: UpscaleOptions,
                    device: torch.device) -> Iterator[Tensor]:
-    """frames [T, 3, h, w] in [0, 1] (CPU) -> each HR frame [3, sH, sW] in order (CPU, clamped)."""
+    """frames [T, 3, h, w] in [0, 1] (CPU; a tensor or any iterable of [3, h, w], read lazily)
+    -> each HR frame [3, sH, sW] in order (CPU, clamped)."""
     def fn(x: Tensor) -> Tensor:
         with autocast(device, opts.amp):
             return loaded.model(x.to(device)).float()
@@ -129,6 +189,9 @@ def upscale_frames(loaded: LoadedModel, frames: Tensor, opts: UpscaleOptions,
             for window in _windows_many_to_one(frames, loaded.num_frames):
                 yield run_tiled(fn, window, loaded.scale, opts.tile, opts.tile_overlap)[0].clamp(0, 1).cpu()
             return
-        for start, end, keep, keep_end in chunk_spans(frames.shape[0], opts.window, opts.window_overlap):
-            out = run_tiled(fn, frames[start:end].unsqueeze(0), loaded.scale, opts.tile, opts.tile_overlap)
-            yield from out[0, keep - start:keep_end - start].clamp(0, 1).cpu()
+        window, overlap = opts.window, opts.window_overlap
+        if loaded.max_frames is not None and window > loaded.max_frames:
+            window, overlap = loaded.max_frames, min(overlap, (loaded.max_frames - 1) // 2)
+        for chunk, keep, keep_end in _chunks_many_to_many(frames, window, overlap):
+            out = run_tiled(fn, chunk, loaded.scale, opts.tile, opts.tile_overlap)
+            yield from out[0, keep:keep_end].clamp(0, 1).cpu()

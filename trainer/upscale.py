@@ -1,28 +1,32 @@
-"""Upscale frame folders (or videos, with PyAV) with a trained checkpoint of either architecture.
+"""Upscale frame folders or videos with a trained checkpoint (either architecture) or an exported .onnx.
 
     python -m trainer.upscale --checkpoint runs/default/checkpoint_step_0001000.pth \\
-        --input frames/ --output out/ [--tile 128] [--device cuda]
+        --input film.mp4 --output film_x3.mp4 [--crf 18] [--codec libx264] [--pix-fmt yuv420p]
 
-Memory stays bounded on long sequences and large frames: the one-output-per-window model
-(vsrpp) slides a window of num_frames over the sequence (edges padded by repeating the first /
-last frame); many-to-many models (basicvsrpp) run on overlapping chunks of --window frames and
-keep each chunk's centre part; --tile N splits frames into N x N LR tiles with --tile-overlap.
+Streaming: a decoding thread, the model, and an encoding thread hand frames on through bounded
+queues, so memory does not grow with the length of the video (vsrpp keeps its window of
+num_frames, basicvsrpp its chunk of --window frames; --tile N splits frames into LR tiles).
+A video's audio streams are copied unchanged and the output keeps the input's timestamps.
+Ctrl-C closes the output cleanly: what was done plays, and the tool says the output is partial.
 """
 
 from __future__ import annotations
 
 import argparse
+import queue
 import sys
+import threading
+from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor
 from tqdm import tqdm
 
 from trainer.device import pick_device
 from trainer.inference import (
+    LoadedModel,
     UpscaleError,
     UpscaleOptions,
     chunk_spans,
@@ -30,94 +34,98 @@ from trainer.inference import (
     run_tiled,
     upscale_frames,
 )
+from trainer.upscale_io import FrameSink, VideoOptions, open_source
 
-IMAGE_EXT = (".png", ".jpg", ".jpeg")
-VIDEO_EXT = (".mp4", ".mkv", ".mov", ".avi", ".webm")
-__all__ = ["FrameSink", "UpscaleError", "UpscaleOptions", "chunk_spans", "load_model", "main", "read_frames",
-           "run_tiled", "upscale_frames"]
-
-
-# ---- frames in and out ---------------------------------------------------------------------------
-
-
-def _import_av():
-    try:
-        import av
-    except ImportError:
-        raise UpscaleError("video files need PyAV: pip install -e '.[video]' (or give a folder of frames)") from None
-    return av
-
-
-def _to_tensor(arrays: list) -> Tensor:
-    """HxWx3 uint8 arrays of one size -> [T, 3, h, w] float in [0, 1]."""
-    sizes = {a.shape for a in arrays}
-    if len(sizes) != 1:
-        raise UpscaleError(f"frames differ in size: {sorted(sizes)}")
-    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div_(255)
+QUEUE_FRAMES = 8  # frames decoded ahead of the model, and HR frames waiting for the encoder
+_END = object()
+__all__ = ["FrameSink", "UpscaleError", "UpscaleOptions", "VideoOptions", "chunk_spans", "load_model", "main",
+           "read_frames", "run_pipeline", "run_tiled", "upscale_frames"]
 
 
 def read_frames(path: str | Path) -> tuple[list[str], Tensor, float | None]:
-    """(output names, frames [T, 3, h, w], fps or None) from a frame folder or a video file."""
-    path = Path(path)
-    if path.is_dir():
-        files = sorted(f for f in path.iterdir() if f.suffix.lower() in IMAGE_EXT)
-        if not files:
-            raise UpscaleError(f"no PNG/JPG frames in {path}")
-        arrays = [np.asarray(Image.open(f).convert("RGB")) for f in files]
-        return [f.stem + ".png" for f in files], _to_tensor(arrays), None
-    if not path.is_file():
-        raise UpscaleError(f"input not found: {path}")
-    av = _import_av()
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        arrays = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
-        fps = float(stream.average_rate) if stream.average_rate else None
-    if not arrays:
-        raise UpscaleError(f"no video frames in {path}")
-    return [f"{i:08d}.png" for i in range(len(arrays))], _to_tensor(arrays), fps
+    """(output names, frames [T, 3, h, w], fps or None), all in memory: for short clips and tests."""
+    source = open_source(path)
+    try:
+        pairs = list(source.frames(lambda packet: None))
+    finally:
+        source.close()
+    return [info.name for info, _ in pairs], torch.stack([f for _, f in pairs]), source.fps
 
 
-class FrameSink:
-    """Writes HR frames [3, H, W] as PNGs into a folder, or into a video file (by extension)."""
+def _put(q: queue.Queue, item: object, stop: threading.Event) -> bool:
+    """Put, giving up once `stop` is set (so a stopped pipeline never blocks its producer)."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            pass
+    return False
 
-    def __init__(self, path: str | Path, fps: float = 25.0) -> None:
-        self.path, self.fps = Path(path), fps
-        self._container = self._stream = None
 
-    def __enter__(self) -> FrameSink:
-        if self.path.suffix.lower() in VIDEO_EXT:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._container = _import_av().open(str(self.path), mode="w")
-        else:
-            self.path.mkdir(parents=True, exist_ok=True)
-        return self
+def _decode(source, decoded: queue.Queue, encoded: queue.Queue, stop: threading.Event) -> None:
+    try:
+        for item in source.frames(lambda packet: _put(encoded, ("audio", packet), stop)):
+            if not _put(decoded, item, stop):
+                return
+        _put(decoded, _END, stop)
+    except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which raises it
+        _put(decoded, exc, stop)
 
-    def write(self, name: str, frame: Tensor) -> None:
-        array = frame.mul(255).round().byte().permute(1, 2, 0).numpy()
-        if self._container is None:
-            Image.fromarray(array).save(self.path / name)
-            return
-        if self._stream is None:
-            from fractions import Fraction
 
-            self._stream = self._container.add_stream("libx264", rate=Fraction(self.fps).limit_denominator(1001))
-            self._stream.height, self._stream.width = array.shape[:2]
-            self._stream.pix_fmt = "yuv420p"
-        av = _import_av()
-        for packet in self._stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")):
-            self._container.mux(packet)
+def _encode(sink: FrameSink, encoded: queue.Queue, errors: list[BaseException]) -> None:
+    """Write until _END; after a failure keep draining so the model thread never blocks."""
+    while (item := encoded.get()) is not _END:
+        if errors:
+            continue
+        kind, *rest = item
+        try:
+            if kind == "audio":
+                sink.mux(*rest)
+            else:
+                sink.write(*rest)
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which raises it
+            errors.append(exc)
 
-    def __exit__(self, *exc: object) -> None:
-        if self._container is not None:
-            if self._stream is not None:
-                for packet in self._stream.encode():
-                    self._container.mux(packet)
-            self._container.close()
+
+def run_pipeline(loaded: LoadedModel, source, sink: FrameSink, opts: UpscaleOptions, device: torch.device,
+                 on_frame=lambda: None) -> int:
+    """decode -> model -> encode with at most QUEUE_FRAMES frames in each queue; returns frames written."""
+    decoded, encoded = queue.Queue(QUEUE_FRAMES), queue.Queue(QUEUE_FRAMES)
+    stop, errors, infos = threading.Event(), [], deque()
+    decoder = threading.Thread(target=_decode, args=(source, decoded, encoded, stop), daemon=True)
+    encoder = threading.Thread(target=_encode, args=(sink, encoded, errors), daemon=True)
+    decoder.start()
+    encoder.start()
+
+    def lr_frames() -> Iterator[Tensor]:
+        while (item := decoded.get()) is not _END:
+            if isinstance(item, BaseException):
+                raise item
+            infos.append(item[0])
+            yield item[1]
+
+    done = 0
+    try:
+        for hr in upscale_frames(loaded, lr_frames(), opts, device):
+            if errors:
+                break
+            encoded.put(("video", infos.popleft(), hr))
+            done += 1
+            on_frame()
+    finally:
+        stop.set()
+        encoded.put(_END)  # the encoder writes what is queued, then the sink closes cleanly
+        encoder.join()
+        decoder.join()
+    if errors:
+        raise errors[0]
+    return done
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m trainer.upscale", description=__doc__.split("\n\n")[0])
-    p.add_argument("--checkpoint", required=True, help="training checkpoint (.pth) holding model_name/kwargs")
+    p.add_argument("--checkpoint", required=True, help="training checkpoint (.pth) or a model.onnx from trainer.export")
     p.add_argument("--input", required=True, help="folder of PNG/JPG frames (sorted by name) or a video file")
     p.add_argument("--output", required=True, help="folder for PNG frames (same names) or a video file")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
@@ -126,33 +134,56 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=int, default=15, help="frames per chunk (many-to-many models)")
     p.add_argument("--window-overlap", type=int, default=3, help="context frames each side of a chunk")
     p.add_argument("--no-amp", action="store_true", help="full float32 on CUDA")
-    p.add_argument("--fps", type=float, default=None, help="output video frame rate (default: the input's or 25)")
+    video = VideoOptions()
+    p.add_argument("--codec", default=video.codec, help=f"output video codec (default {video.codec})")
+    p.add_argument("--crf", type=int, default=video.crf, help=f"quality for x264/x265/vp9/av1 (default {video.crf})")
+    p.add_argument("--pix-fmt", default=video.pix_fmt,
+                   help=f"output pixel format (default {video.pix_fmt}; odd sizes get one edge row/column, "
+                        "yuv444p keeps them)")
+    p.add_argument("--fps", type=float, default=None,
+                   help="constant output frame rate (default: the input's timestamps, or 25 for frame folders)")
     p.add_argument("--expect-model", default=None, help="refuse a checkpoint of another architecture")
     p.add_argument("--expect-scale", type=int, default=None, help="refuse a checkpoint of another scale")
     return p
 
 
+def _upscale(args: argparse.Namespace, bar: tqdm) -> LoadedModel:
+    opts = UpscaleOptions(args.tile, args.tile_overlap, args.window, args.window_overlap, not args.no_amp)
+    try:
+        device = pick_device(args.device)
+    except ValueError as exc:
+        raise UpscaleError(str(exc)) from None
+    loaded = load_model(args.checkpoint, device, expect_model=args.expect_model, expect_scale=args.expect_scale)
+    if Path(args.output).resolve() == Path(args.input).resolve():
+        raise UpscaleError("--output must differ from --input (the input frames would be overwritten)")
+    source = open_source(args.input)
+    try:
+        h, w = source.size
+        bar.reset(total=source.count)
+        bar.set_description(f"{loaded.name} x{loaded.scale}")
+        video = VideoOptions(args.codec, args.crf, args.pix_fmt, args.fps)
+        with FrameSink(args.output, args.fps or source.fps or 25.0, video, source.audio,
+                       (h * loaded.scale, w * loaded.scale), source.time_base) as sink:
+            run_pipeline(loaded, source, sink, opts, device, on_frame=bar.update)
+    finally:
+        source.close()
+    return loaded
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    bar = tqdm(unit="frame", dynamic_ncols=True)
     try:
-        opts = UpscaleOptions(args.tile, args.tile_overlap, args.window, args.window_overlap, not args.no_amp)
-        try:
-            device = pick_device(args.device)
-        except ValueError as exc:
-            raise UpscaleError(str(exc)) from None
-        loaded = load_model(args.checkpoint, device, expect_model=args.expect_model, expect_scale=args.expect_scale)
-        if Path(args.output).resolve() == Path(args.input).resolve():
-            raise UpscaleError("--output must differ from --input (the input frames would be overwritten)")
-        names, frames, fps = read_frames(args.input)
-        with FrameSink(args.output, fps=args.fps or fps or 25.0) as sink:
-            hr = upscale_frames(loaded, frames, opts, device)
-            for name, frame in tqdm(zip(names, hr, strict=True), total=len(names), unit="frame",
-                                    desc=f"{loaded.name} x{loaded.scale}"):
-                sink.write(name, frame)
+        with bar:
+            loaded = _upscale(args, bar)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: {args.output} is PARTIAL, {bar.n} frames (closed cleanly, what was done plays)",
+              file=sys.stderr)
+        return 130
     except (UpscaleError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"{len(names)} frames x{loaded.scale} -> {args.output}")
+    print(f"{bar.n} frames x{loaded.scale} -> {args.output}")
     return 0
 
 
