@@ -7,7 +7,7 @@ import pytest
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from trainer.metrics import PSNR_CAP, psnr, quality, ssim
+from trainer.metrics import PSNR_CAP, psnr, quality, rgb_to_y, ssim, to_8bit
 
 
 def _pair(seed: int, n: int = 3, h: int = 24, w: int = 31) -> tuple[torch.Tensor, torch.Tensor]:
@@ -72,3 +72,25 @@ def test_quality_is_the_original_formula_and_clamped() -> None:
     assert quality(10.0, 0.0) == 0.0
     assert quality(100.0, 1.0) == 1.0
     assert math.isnan(quality(float("nan"), 0.5))
+
+
+def test_y_channel_is_matlab_bt601_studio_range_luma() -> None:
+    rgb = torch.tensor([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.5, 0.25, 0.75]]).view(4, 3, 1, 1)
+    y = rgb_to_y(rgb).flatten() * 255
+    expected = [235.0, 16.0, 16 + 65.481, 16 + 65.481 * 0.5 + 128.553 * 0.25 + 24.966 * 0.75]
+    assert y.tolist() == pytest.approx(expected, abs=1e-4)
+
+
+def test_y_space_measures_the_luma_only() -> None:
+    a = torch.rand(2, 3, 16, 16)
+    b = a.clone()
+    b[:, 0] += 0.01 * 128.553 / 65.481  # a change of R balanced by G leaves luma as it was
+    b[:, 1] -= 0.01
+    assert psnr(a, b, space="y") > 80 and psnr(a, b) < 60
+    with pytest.raises(ValueError, match="metric space"):
+        psnr(a, b, space="lab")
+
+
+def test_to_8bit_rounds_to_the_nearest_level_and_clamps() -> None:
+    x = torch.tensor([-0.2, 0.0, 0.5 / 255, 0.49 / 255, 100.6 / 255, 1.3])
+    assert (to_8bit(x) * 255).tolist() == pytest.approx([0, 0, 0, 0, 101, 255])  # round half to even, as BasicSR

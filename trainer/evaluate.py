@@ -162,7 +162,8 @@ def _upscale_baseline(lr: np.ndarray, size: tuple[int, int], method: str) -> np.
 
 
 def _frames01(frames: list[np.ndarray]) -> Tensor:
-    return to_tensor(np.stack(frames)).double()  # uint8 levels / 255
+    """uint8 [H, W, 3] frames -> float64 [N, 3, H, W] of exactly level / 255."""
+    return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).double() / 255
 
 
 @dataclass
@@ -259,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.csv:
             write_csv(args.csv, report)
     except (EvaluateError, UpscaleError, DataError, CheckpointError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        lines = str(exc).strip().splitlines() or [type(exc).__name__]
+        print(f"error: {lines[0]}", file=sys.stderr)  # one line, even for torch.load's paragraphs
         return 2
     print(format_table(report))
     return 0
