@@ -24,7 +24,7 @@ class DataConfig:
     layout: str = "auto"  # auto | patches (ROOT/Patches + ROOT/Val) | clips (ROOT/CLIP/*.png)
     num_frames: int = 5
     scale: int = 3
-    patch_size: int = 32  # LR side of training crops (clips; patches larger than this are cropped)
+    patch_size: int = 16  # LR side of training crops (clips; patches larger than this are cropped)
     degrade: str = "area"  # clips: how LR is made, area | bicubic
     many_to_many: bool = False  # targets = all T HR frames instead of the centre one
     augment: bool = True
