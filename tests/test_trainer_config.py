@@ -1,9 +1,19 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from trainer.__main__ import build_parser, check_resume_spec, config_from_args
-from trainer.config import Config, ConfigError, known_keys, load_config, parse_override
+from trainer.config import (
+    Config,
+    ConfigError,
+    ModelConfig,
+    TrainConfig,
+    known_keys,
+    load_config,
+    parse_override,
+)
 from trainer.control import with_setting
 
 
@@ -95,3 +105,15 @@ def test_every_config_key_is_reachable_with_set():
         section, name = key.split(".")
         value = getattr(getattr(load_config(), section), name)
         assert getattr(getattr(load_config(overrides={key: value}), section), name) == value
+
+
+def test_a_run_with_and_without_the_default_config_file_has_the_same_configuration():
+    default_toml = Path(__file__).resolve().parents[1] / "trainer" / "configs" / "default.toml"
+    parser = build_parser()
+    plain = config_from_args(parser.parse_args([]))
+    assert config_from_args(parser.parse_args(["--config", str(default_toml)])) == plain == Config()
+
+
+def test_derived_keys_follow_their_sources_in_a_config_built_in_code():
+    cfg = Config(model=ModelConfig(num_frames=3, scale=2), train=TrainConfig(max_iters=7))
+    assert (cfg.data.num_frames, cfg.data.scale, cfg.schedule.max_iters) == (3, 2, 7)

@@ -18,7 +18,8 @@ RESUME_HELP = "ask | latest | best | never | STEP | PATH (without a TTY, ask = l
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m trainer", description="Train VSR++ with live telemetry.",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--config", metavar="FILE", help="TOML file on top of trainer/configs/default.toml")
+    p.add_argument("--config", metavar="FILE",
+                   help="TOML file on top of the defaults (written out in trainer/configs/default.toml)")
     p.add_argument("--run-dir", default="runs/default", metavar="DIR", help="checkpoints and logs")
     p.add_argument("--data", metavar="DIR", help="dataset root (default: the embedded sample set)")
     p.add_argument("--max-iters", type=int, metavar="N")

@@ -1,4 +1,4 @@
-"""The original's adaptive control, fixed: adaptive loss weights and adaptive gradient clipping.
+"""The original system's adaptive control, fixed: adaptive loss weights and adaptive gradient clipping.
 
 `AdaptiveLossWeights` is the weight source HybridLoss reads at every call, so the weights it
 reports are exactly the weights in use. Every `every` steps after `warmup` it measures output

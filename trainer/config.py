@@ -22,8 +22,6 @@ from trainer.divergence import DivergenceConfig
 from trainer.losses import LossConfig
 from trainer.schedule import ScheduleConfig
 
-DEFAULT_CONFIG = Path(__file__).parent / "configs" / "default.toml"
-
 
 class ConfigError(ValueError):
     """A configuration value or key is wrong; the message says which and why."""
@@ -77,15 +75,15 @@ GENERIC_MODEL_KEYS = ("num_frames", "n_feats", "n_blocks", "scale")
 
 @dataclass
 class TrainConfig:
-    max_iters: int = 300
-    batch_size: int = 4
+    max_iters: int = 600
+    batch_size: int = 16
     accum_steps: int = 1
-    val_every: int = 100
-    save_every: int = 100
+    val_every: int = 200
+    save_every: int = 200
     seed: int = 0
     device: str = "auto"
     amp: str = "auto"  # auto = bf16 on CUDA when supported, else fp16 + GradScaler; off on CPU
-    num_workers: int = 0
+    num_workers: int = 1
     cpu_threads: int = 0  # torch threads on CPU; 0 = $OMP_NUM_THREADS, else the cores left after data workers
     val_images: int = 4  # comparison images written per validation
     val_limit: int = 0  # validate on the first N validation samples only (0 = all)
@@ -141,6 +139,12 @@ class Config:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
     divergence: DivergenceConfig = field(default_factory=DivergenceConfig)  # non-finite steps, rollbacks
+
+    def __post_init__(self) -> None:
+        """The DERIVED keys follow their sources, also in a Config built in code."""
+        self.data = dataclasses.replace(self.data, num_frames=self.model.num_frames, scale=self.model.scale,
+                                        many_to_many=_many_to_many(self.model.name))
+        self.schedule = dataclasses.replace(self.schedule, max_iters=self.train.max_iters)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -247,32 +251,20 @@ def read_toml(path: str | Path) -> dict[str, Any]:
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
-    """Defaults file, then `path` on top, then dotted `overrides`; validated."""
-    data = read_toml(DEFAULT_CONFIG) if DEFAULT_CONFIG.exists() else {}
-    if path is not None:
-        for section, values in read_toml(path).items():
-            if isinstance(values, dict) and isinstance(data.get(section), dict):
-                data[section] = {**data[section], **values}
-            else:
-                data[section] = values
+    """The defaults (Config()), then the TOML file `path` on top, then dotted `overrides`; validated."""
+    data = read_toml(path) if path is not None else {}
     for key, value in (overrides or {}).items():
         _merge(data, key, value)
     return config_from_dict(data)
 
 
 def config_from_dict(data: dict[str, Any]) -> Config:
-    """Validate a nested dict (TOML layout) into a Config; derived keys are filled in here."""
+    """Validate a nested dict (TOML layout) into a Config (which fills in the derived keys)."""
     for key, source in DERIVED.items():
         section, name = key.split(".")
         if isinstance(data.get(section), dict) and name in data[section]:
             raise ConfigError(f"{key} follows {source}; set that instead")
-    data = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
-    model = _build(ModelConfig, data.get("model", {}), "model.")
-    _check_model_options(model)
-    train = _build(TrainConfig, data.get("train", {}), "train.")
-    data.setdefault("data", {}).update(num_frames=model.num_frames, scale=model.scale)
-    data["data"]["many_to_many"] = _many_to_many(model.name)
-    data.setdefault("schedule", {})["max_iters"] = train.max_iters
+    _check_model_options(_build(ModelConfig, data.get("model", {}), "model."))
     return _build(Config, data)
 
 

@@ -128,18 +128,14 @@ class HybridLoss(nn.Module):
         return total, {k: v.detach() for k, v in parts.items()}
 
 
-def build_loss(cfg: object | None = None, weights: WeightSource | None = None) -> HybridLoss:
-    """HybridLoss from a LossConfig (or any object with the same attribute names; missing ones default).
+def build_loss(cfg: LossConfig | None = None, weights: WeightSource | None = None) -> HybridLoss:
+    """HybridLoss from a LossConfig (default: LossConfig()).
 
     weights: the live weight source (e.g. AdaptiveLossWeights); default: the config's fixed weights.
     """
-    d = LossConfig()
-
-    def get(key: str):
-        return getattr(cfg, key, getattr(d, key))
-
+    cfg = cfg or LossConfig()
     if weights is None:
-        weights = LossWeights(get("w_l1"), get("w_ms"), get("w_grad"), get("w_perc"))
+        weights = LossWeights(cfg.w_l1, cfg.w_ms, cfg.w_grad, cfg.w_perc)
     w_perc = weights.current().get("w_perc", 0.0)
-    perceptual = VGGPerceptual(get("vgg_weights")) if w_perc > 0 else None
-    return HybridLoss(weights, pixel=get("pixel"), eps=get("charbonnier_eps"), perceptual=perceptual)
+    perceptual = VGGPerceptual(cfg.vgg_weights) if w_perc > 0 else None
+    return HybridLoss(weights, pixel=cfg.pixel, eps=cfg.charbonnier_eps, perceptual=perceptual)

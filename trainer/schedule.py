@@ -19,10 +19,10 @@ __all__ = ["ScheduleConfig", "PlateauBoost", "lr_at", "build_optimizer", "set_lr
 
 @dataclass
 class ScheduleConfig:
-    lr_max: float = 1e-4
+    lr_max: float = 2e-3
     lr_min: float = 1e-6
-    warmup_iters: int = 1000
-    max_iters: int = 100_000
+    warmup_iters: int = 30
+    max_iters: int = 100_000  # in a trainer Config: train.max_iters
     weight_decay: float = 1e-3
     beta1: float = 0.9
     beta2: float = 0.99
@@ -38,29 +38,24 @@ class ScheduleConfig:
             raise ValueError("schedule: warmup_iters must be >= 0 and max_iters >= 1")
 
 
-def _get(cfg: object, key: str):
-    return getattr(cfg, key, getattr(ScheduleConfig, key))
-
-
-def lr_at(step: int, cfg: object, boost_start: int | None = None) -> float:
-    """LR for `step` (0-based). cfg: ScheduleConfig or any object with the same attribute names."""
-    lr_max, lr_min = _get(cfg, "lr_max"), _get(cfg, "lr_min")
-    warmup, max_iters = _get(cfg, "warmup_iters"), _get(cfg, "max_iters")
+def lr_at(step: int, cfg: ScheduleConfig, boost_start: int | None = None) -> float:
+    """LR for `step` (0-based)."""
+    lr_max, lr_min, warmup, max_iters = cfg.lr_max, cfg.lr_min, cfg.warmup_iters, cfg.max_iters
     if step < warmup:
         lr = lr_max * (step + 1) / warmup
     else:
         progress = min(1.0, (step - warmup) / max(1, max_iters - warmup))
         lr = lr_min + 0.5 * (lr_max - lr_min) * (1 + math.cos(math.pi * progress))
     if boost_start is not None and step >= boost_start:
-        fade = max(0.0, 1 - (step - boost_start) / max(1, _get(cfg, "boost_iters")))
-        lr *= 1 + (_get(cfg, "boost_factor") - 1) * fade
+        fade = max(0.0, 1 - (step - boost_start) / max(1, cfg.boost_iters))
+        lr *= 1 + (cfg.boost_factor - 1) * fade
     return lr
 
 
 class PlateauBoost:
     """Starts a boost when the validation score has not improved for `boost_patience` validations."""
 
-    def __init__(self, cfg: object | None = None) -> None:
+    def __init__(self, cfg: ScheduleConfig | None = None) -> None:
         self.cfg = cfg or ScheduleConfig()
         self.best: float | None = None
         self.stale = 0
@@ -71,11 +66,11 @@ class PlateauBoost:
         score (a diverged run) is no plateau: it changes nothing."""
         if not math.isfinite(score):
             return False
-        if self.best is None or score > self.best + _get(self.cfg, "boost_min_delta"):
+        if self.best is None or score > self.best + self.cfg.boost_min_delta:
             self.best, self.stale = score, 0
             return False
         self.stale += 1
-        if self.stale >= _get(self.cfg, "boost_patience"):
+        if self.stale >= self.cfg.boost_patience:
             self.start, self.stale = step, 0
             return True
         return False
@@ -87,19 +82,19 @@ class PlateauBoost:
         self.best, self.stale, self.start = state["best"], int(state["stale"]), state["start"]
 
 
-def build_optimizer(model: nn.Module, cfg: object | None = None) -> torch.optim.AdamW:
+def build_optimizer(model: nn.Module, cfg: ScheduleConfig | None = None) -> torch.optim.AdamW:
     """AdamW (weight decay 1e-3 by default); fused on CUDA. A model with `param_groups(lr)` (BasicVSR++:
     its SPyNet at a fraction of the LR, even while frozen) gets those groups, each with its `lr_mult`."""
     cfg = cfg or ScheduleConfig()
     if callable(getattr(model, "param_groups", None)):
-        params = model.param_groups(_get(cfg, "lr_max"))
+        params = model.param_groups(cfg.lr_max)
         first = next((p for g in params for p in g["params"]), None)
     else:
         params = [p for p in model.parameters() if p.requires_grad]
         first = params[0] if params else None
     fused = first is not None and first.is_cuda
-    return torch.optim.AdamW(params, lr=_get(cfg, "lr_max"), weight_decay=_get(cfg, "weight_decay"),
-                             betas=(_get(cfg, "beta1"), _get(cfg, "beta2")), fused=fused or None)
+    return torch.optim.AdamW(params, lr=cfg.lr_max, weight_decay=cfg.weight_decay,
+                             betas=(cfg.beta1, cfg.beta2), fused=fused or None)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

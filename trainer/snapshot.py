@@ -150,10 +150,6 @@ class BackgroundWriter:
         self._copied: threading.Event | None = None
         self.last_error: BaseException | None = None
 
-    @property
-    def busy(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
     def submit(self, path: str | Path, state: dict[str, Any],
                freeze: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> None:
         """Write `state` to `path` on the writer thread; waits for a write still in flight.
