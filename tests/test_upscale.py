@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 
 from ckpt import save_checkpoint
-from trainer.models import build
+from tests.upscale_support import BVPP, VSRPP
+from tests.upscale_support import checkpoint as _checkpoint
 from trainer.upscale import (
     UpscaleOptions,
     chunk_spans,
@@ -22,20 +23,6 @@ from trainer.upscale import (
 )
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-VSRPP = {"num_frames": 3, "n_feats": 4, "n_blocks": 2, "scale": 3}
-BVPP = {"num_frames": 5, "mid_channels": 16, "num_blocks": 1, "hr_channels": 4, "scale": 2}
-
-
-def _checkpoint(path: Path, name: str, kwargs: dict) -> Path:
-    torch.manual_seed(0)
-    model = build(name, **kwargs)
-    with torch.no_grad():  # make the learnt part visible in the output
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    return save_checkpoint(path, {"step": 1, "model_name": name, "model_kwargs": kwargs,
-                                  "model_state_dict": model.state_dict()})
-
 
 def _frames(folder: Path, n: int = 4, size: tuple[int, int] = (10, 12)) -> Path:
     folder.mkdir()

@@ -147,7 +147,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _upscale(args: argparse.Namespace, bar: tqdm) -> LoadedModel:
+def _upscale(args: argparse.Namespace, done: list[int]) -> LoadedModel:
     opts = UpscaleOptions(args.tile, args.tile_overlap, args.window, args.window_overlap, not args.no_amp)
     try:
         device = pick_device(args.device)
@@ -159,12 +159,15 @@ def _upscale(args: argparse.Namespace, bar: tqdm) -> LoadedModel:
     source = open_source(args.input)
     try:
         h, w = source.size
-        bar.reset(total=source.count)
-        bar.set_description(f"{loaded.name} x{loaded.scale}")
         video = VideoOptions(args.codec, args.crf, args.pix_fmt, args.fps)
         with FrameSink(args.output, args.fps or source.fps or 25.0, video, source.audio,
-                       (h * loaded.scale, w * loaded.scale), source.time_base) as sink:
-            run_pipeline(loaded, source, sink, opts, device, on_frame=bar.update)
+                       (h * loaded.scale, w * loaded.scale), source.time_base) as sink, \
+                tqdm(total=source.count, unit="frame", desc=f"{loaded.name} x{loaded.scale}") as bar:
+            def step() -> None:
+                done[0] += 1
+                bar.update()
+
+            run_pipeline(loaded, source, sink, opts, device, on_frame=step)
     finally:
         source.close()
     return loaded
@@ -172,18 +175,17 @@ def _upscale(args: argparse.Namespace, bar: tqdm) -> LoadedModel:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    bar = tqdm(unit="frame", dynamic_ncols=True)
+    done = [0]
     try:
-        with bar:
-            loaded = _upscale(args, bar)
+        loaded = _upscale(args, done)
     except KeyboardInterrupt:
-        print(f"\ninterrupted: {args.output} is PARTIAL, {bar.n} frames (closed cleanly, what was done plays)",
+        print(f"interrupted: {args.output} is PARTIAL, {done[0]} frames (closed cleanly: what was done plays)",
               file=sys.stderr)
         return 130
     except (UpscaleError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"{bar.n} frames x{loaded.scale} -> {args.output}")
+    print(f"{done[0]} frames x{loaded.scale} -> {args.output}")
     return 0
 
 

@@ -165,9 +165,10 @@ class FrameSink:
             stream = self._container.add_stream(opts.codec, rate=Fraction(self.fps).limit_denominator(1001))
         except (av.FFmpegError, ValueError) as exc:
             raise UpscaleError(f"--codec {opts.codec} / --pix-fmt {opts.pix_fmt}: {exc}") from None
-        pad_w, pad_h = (fmt.chroma_width() * 2 > width), (fmt.chroma_height() * 2 > height)
-        if pad_w or pad_h:
-            width, height = width + (width % 2), height + (height % 2)
+        if fmt.chroma_width() != width:  # subsampled chroma: whole chroma pixels need an even width
+            width += width % 2
+        if fmt.chroma_height() != height:
+            height += height % 2
         stream.width, stream.height, stream.pix_fmt = width, height, opts.pix_fmt
         if self.time_base is not None and opts.fps is None:  # keep the input's timestamps exactly (VFR too)
             stream.codec_context.time_base = stream.time_base = self.time_base
@@ -196,7 +197,9 @@ class FrameSink:
             self._container.mux(packet)
 
     def mux(self, packet) -> None:
-        """Copy one input audio packet into its output stream, unchanged."""
+        """Copy one input audio packet into its output stream, unchanged (frame folders have no audio)."""
+        if self._container is None:
+            return
         packet.stream = self._copies[packet.stream.index]
         self._container.mux(packet)
 
