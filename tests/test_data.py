@@ -81,7 +81,7 @@ def test_augmentation_depends_only_on_seed_epoch_and_index(small_root: Path) -> 
 
 
 def test_many_to_many_samples_carry_all_frames(small_root: Path) -> None:
-    train, val = build_datasets(DataConfig(root=str(small_root), many_to_many=True, num_frames=5))
+    train, val = build_datasets(DataConfig(root=str(small_root), many_to_many=True, num_frames=5, patch_size=32))
     assert train[0]["gt"].shape == (5, 3, 96, 96)
     assert val[0]["lr"].shape == (5, 3, 32, 32)
 
