@@ -52,10 +52,10 @@ def _step(state: SimpleNamespace, guard: Guard, x: torch.Tensor) -> torch.Tensor
     loss.backward()
     norm = torch.nn.utils.clip_grad_norm_(list(state.model.parameters()), 1e9)
     state.clipper.observe(norm)
-    bad = guard.observe(norm)
-    optimizer_step(state.optimizer, state.scaler, bad)
+    finite = guard.observe(norm)
+    optimizer_step(state.optimizer, state.scaler, finite)
     state.optimizer.zero_grad(set_to_none=True)
-    return bad
+    return finite
 
 
 def _tensors(state: SimpleNamespace) -> list[torch.Tensor]:
@@ -85,14 +85,14 @@ def test_a_non_finite_loss_makes_every_gradient_non_finite():
 
 @pytest.mark.parametrize("fused", [False, True], ids=["for-loop", "fused"])
 def test_a_nan_batch_is_skipped_and_leaves_weights_and_optimizer_bit_identical(fused):
-    state, guard = _state(fused), Guard(DivergenceConfig(), torch.device("cpu"))
+    state, guard = _state(fused), Guard(DivergenceConfig())
     _step(state, guard, torch.randn(3, 4))
     before, clip = _tensors(state), state.clipper.state_dict()
-    assert bool(_step(state, guard, torch.full((3, 4), float("nan"))))
+    assert not bool(_step(state, guard, torch.full((3, 4), float("nan"))))
     assert _same(before, _tensors(state)) and state.clipper.state_dict() == clip
-    assert not bool(_step(state, guard, torch.randn(3, 4)))
+    assert bool(_step(state, guard, torch.randn(3, 4)))
     assert not _same(before, _tensors(state))
-    assert guard.counts.tolist() == [0, 1]  # none in a row now, one not yet reported
+    assert (guard.state_dict()["consecutive"], guard.skipped) == (0, 1)
 
 
 def _run(guard: Guard, state, tel: Events, steps: range, bad_steps: set[int], tmp_path) -> None:
@@ -104,7 +104,7 @@ def _run(guard: Guard, state, tel: Events, steps: range, bad_steps: set[int], tm
 
 def test_consecutive_skips_roll_back_to_the_snapshot_and_lower_the_lr(tmp_path):
     cfg = DivergenceConfig(max_skips=3, check_every=2, snapshot_every=4, lr_factor=0.5, lr_steps=10)
-    state, guard, tel = _state(), Guard(cfg, torch.device("cpu")), Events()
+    state, guard, tel = _state(), Guard(cfg), Events()
     guard.start(0, state)
     _run(guard, state, tel, range(1, 5), set(), tmp_path)  # snapshot at step 4
     at_4 = _tensors(state)
@@ -118,7 +118,7 @@ def test_consecutive_skips_roll_back_to_the_snapshot_and_lower_the_lr(tmp_path):
 
 def test_rollbacks_without_progress_stop_the_run(tmp_path):
     cfg = DivergenceConfig(max_skips=2, check_every=2, snapshot_every=4, max_rollbacks=2)
-    state, guard, tel = _state(), Guard(cfg, torch.device("cpu")), Events()
+    state, guard, tel = _state(), Guard(cfg), Events()
     guard.start(0, state)
     with pytest.raises(DivergenceError, match="after 2 rollback"):
         _run(guard, state, tel, range(1, 100), set(range(3, 100)), tmp_path)
@@ -127,7 +127,7 @@ def test_rollbacks_without_progress_stop_the_run(tmp_path):
 
 def test_clean_steps_after_a_rollback_count_as_progress(tmp_path):
     cfg = DivergenceConfig(max_skips=2, check_every=2, snapshot_every=4, max_rollbacks=1)
-    state, guard, tel = _state(), Guard(cfg, torch.device("cpu")), Events()
+    state, guard, tel = _state(), Guard(cfg), Events()
     guard.start(0, state)
     _run(guard, state, tel, range(1, 30), {3, 4, 15, 16, 27, 28}, tmp_path)  # three separate spikes
     assert tel.kinds().count("recovered") == 3 and guard.since_progress == 1
@@ -135,7 +135,7 @@ def test_clean_steps_after_a_rollback_count_as_progress(tmp_path):
 
 def test_nan_weights_are_refused_for_saving_and_trigger_a_rollback(tmp_path):
     cfg = DivergenceConfig(check_every=2, snapshot_every=2)
-    state, guard, tel = _state(), Guard(cfg, torch.device("cpu")), Events()
+    state, guard, tel = _state(), Guard(cfg), Events()
     guard.start(0, state)
     assert guard.refuse_reason(state) is None
     with torch.no_grad():
@@ -146,10 +146,10 @@ def test_nan_weights_are_refused_for_saving_and_trigger_a_rollback(tmp_path):
 
 
 def test_guard_state_round_trips_through_a_state_dict():
-    guard = Guard(DivergenceConfig(), torch.device("cpu"))
+    guard = Guard(DivergenceConfig())
     guard.skipped, guard.rollbacks, guard.lr_factor, guard.lr_until, guard.last_rollback = 7, 1, 0.5, 90, 40
-    guard.counts[1] = 2
-    other = Guard(DivergenceConfig(), torch.device("cpu"))
+    guard.unreported = 2
+    other = Guard(DivergenceConfig())
     other.load_state_dict(guard.state_dict())
     assert other.state_dict() == guard.state_dict()
 

@@ -4,10 +4,10 @@ Per step, on the device and without a host sync: `poison` makes a non-finite los
 non-finite, so the gradient norm the loop computes anyway for clipping (one fused reduction; in DDP over
 the all-reduced gradients, hence equal on every rank) decides alone: finite, the optimizer steps; not
 finite, nothing changes (a fused optimizer gets the flag as `found_inf` and skips on the device; others
-read it, free on CPU; the clipper already ignores non-finite norms). Two device counters (consecutive and
-new skips) are read every `check_every` steps, a fixed cadence, so every rank and a resumed run decide at
-the same steps: `nan_skipped` events, a rollback after `max_skips` consecutive skips or when the weights
-are not finite, a clean stop after `max_rollbacks` rollbacks without progress (M clean steps and a new
+read it, free on CPU; the clipper already ignores non-finite norms). The per-step flags stay on the
+device and are read together every `check_every` steps, a fixed cadence, so every rank and a resumed run
+decide at the same steps: `nan_skipped` events, a rollback after `max_skips` consecutive skips or when
+the weights are not finite, a clean stop after `max_rollbacks` rollbacks without progress (M clean steps and a new
 snapshot). A rollback restores weights, optimizer, grad scaler, clipper and adaptive loss weights from
 the in-memory snapshot (else the newest finite checkpoint), keeps the step and data position going (the
 batches in between are skipped) and scales the LR down for `lr_steps` steps.
@@ -44,7 +44,7 @@ class DivergenceConfig:
     lr_factor: float = 0.5  # LR multiplier after a rollback (compounds while there is no progress)
     lr_steps: int = 500  # how many steps the lowered LR lasts
     snapshot_every: int = 100  # M: in-memory snapshot cadence; 0 = roll back to the newest finite checkpoint
-    check_every: int = 5  # the host reads the device counters every N steps (one sync)
+    check_every: int = 5  # the host reads the steps' flags every N steps (one sync)
     inject_nan_steps: list[int] = field(default_factory=list)  # FOR TESTS: these steps get a NaN batch
     inject_nan_rank: int = -1  # FOR TESTS: on this rank only (-1: every rank)
 
@@ -66,7 +66,7 @@ class DivergenceConfig:
 def poison(loss: torch.Tensor) -> torch.Tensor:
     """`loss` itself when finite (bit for bit, gradients too); else a loss whose backward pass makes
     every gradient NaN, so the non-finite step shows in the (all-reduced) gradient norm."""
-    return loss * torch.where(torch.isfinite(loss.detach()), 1.0, NAN)
+    return loss * loss.detach().mul(0).add_(1)  # 1 exactly when finite; 0 * inf or nan is NaN
 
 
 def all_finite(tensors: list[torch.Tensor]) -> torch.Tensor:
@@ -86,17 +86,17 @@ def state_tensors(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> l
 
 
 def optimizer_step(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
-                   bad: torch.Tensor | None) -> None:
-    """The optimizer step, or none at all (not even weight decay or the step count) when `bad`."""
-    if bad is None or scaler.is_enabled():  # GradScaler skips steps with non-finite gradients itself
+                   finite: torch.Tensor | None) -> None:
+    """The optimizer step, or none at all (not even weight decay or the step count) unless `finite`."""
+    if finite is None or scaler.is_enabled():  # GradScaler skips steps with non-finite gradients itself
         scaler.step(optimizer)
     elif getattr(optimizer, "_step_supports_amp_scaling", False):  # fused: skipped on the device
-        optimizer.found_inf = bad.float()
+        optimizer.found_inf = torch.where(finite, 0.0, 1.0)
         try:
             optimizer.step()
         finally:
             del optimizer.found_inf
-    elif not bool(bad):  # a host read: free on CPU, a sync for non-fused optimizers on CUDA
+    elif bool(finite):  # a host read: free on CPU, a sync for non-fused optimizers on CUDA
         optimizer.step()
 
 
@@ -145,17 +145,17 @@ def newest_finite_checkpoint(run_dir: Path) -> tuple[int, dict[str, Any]] | None
 
 
 class Guard:
-    """Skip counters on the device and the rollback policy on the host; `state_dict` is training state
+    """Skip flags on the device, counters and the rollback policy on the host; `state_dict` is training state
     (checkpointed), so a run resumed after a rollback goes on as the straight one. `state` is the
     TrainingState (model, optimizer, scaler, clipper, adaptive); `tel` has `event` and `set_divergence`."""
 
-    def __init__(self, cfg: DivergenceConfig, device: torch.device, rank: int = 0) -> None:
+    def __init__(self, cfg: DivergenceConfig, rank: int = 0) -> None:
         self.cfg, self.rank = cfg, rank
-        self.counts = torch.zeros(2, dtype=torch.int32, device=device)  # consecutive, not yet reported
+        self._flags: list[torch.Tensor] = []  # per step since the last read: finite (0-dim bool, device)
+        self.consecutive = self.unreported = 0  # as of the last read
         self.skipped = self.rollbacks = self.since_progress = 0
         self.last_rollback: int | None = None
         self.lr_factor, self.lr_until = 1.0, 0
-        self._bad: torch.Tensor | None = None
         self._snapshot: tuple[int, dict[str, Any]] | None = None
         self._buffers = SnapshotBuffers()
         self._last_event = -math.inf
@@ -174,18 +174,27 @@ class Guard:
         return poison(loss) if self.cfg.enabled else loss
 
     def observe(self, grad_norm: torch.Tensor) -> torch.Tensor | None:
-        """This step's skip flag (0-dim bool on the device) from the gradient norm; None when off."""
+        """Whether this step may change anything (0-dim bool on the device), from the gradient norm;
+        kept for the next read. None when the checks are off."""
         if not self.cfg.enabled:
             return None
-        self._bad = bad = ~torch.isfinite(grad_norm.detach())
-        flag = bad.to(torch.int32)
-        self.counts[0].add_(1).mul_(flag)
-        self.counts[1].add_(flag)
-        return bad
+        finite = torch.isfinite(grad_norm.detach())
+        self._flags.append(finite)
+        return finite
 
     def step_was_bad(self) -> bool:
         """Whether the last step was skipped (a host read: only where the loop reads anyway)."""
-        return self._bad is not None and bool(self._bad)
+        return bool(self._flags) and not bool(self._flags[-1])
+
+    def _read(self) -> None:
+        """Fold the flags since the last read into the host counters: one device->host copy."""
+        if not self._flags:
+            return
+        for finite in torch.stack(self._flags).tolist():
+            self.consecutive = 0 if finite else self.consecutive + 1
+            self.unreported += not finite
+            self.skipped += not finite
+        self._flags.clear()
 
     # ---- every check_every steps, on the host ---------------------------------------------
     def start(self, step: int, state: Any) -> None:
@@ -199,12 +208,11 @@ class Guard:
         snapshot_due = cfg.snapshot_every > 0 and step % cfg.snapshot_every == 0
         if not cfg.enabled or (step % cfg.check_every and not snapshot_due):
             return
-        consecutive, new = (int(v) for v in self.counts.tolist())  # the one host sync
-        rollbacks = self.rollbacks
-        self.counts[1] = 0
-        self.skipped += new
+        self._read()
+        consecutive, new, rollbacks = self.consecutive, self.unreported, self.rollbacks
         if new:
             self._report_skips(step, tel)
+            self.unreported = 0
         if consecutive >= cfg.max_skips:
             self._roll_back(step, f"{consecutive} non-finite steps in a row", state, tel, run_dir)
         elif snapshot_due and not bool(all_finite(state_tensors(state.model, state.optimizer))):
@@ -219,9 +227,9 @@ class Guard:
         """Why the state must not be saved now (None: it may); a sync, as every save has."""
         if not bool(all_finite(state_tensors(state.model, state.optimizer))):
             return "weights or optimizer state hold non-finite values"
-        consecutive = int(self.counts[0]) if self.cfg.enabled else 0
-        if consecutive:
-            return f"the last {consecutive} steps were not finite (skipped)"
+        self._read()
+        if self.consecutive:
+            return f"the last {self.consecutive} steps were not finite (skipped)"
         return None
 
     # ---- internals ------------------------------------------------------------------------
@@ -252,7 +260,7 @@ class Guard:
         tel.event("diverged", f"Training diverged at step {step} ({reason}): rolling back to step {from_step}",
                   step=step, restore_step=from_step)
         restore(state, {**snap, "optimizer": to_cpu(snap["optimizer"])})  # a copy: never alias the snapshot
-        self.counts.zero_()
+        self.consecutive = 0
         self.rollbacks += 1
         self.since_progress += 1
         self.last_rollback = step
@@ -264,14 +272,14 @@ class Guard:
 
     # ---- checkpointed -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        consecutive, unreported = (int(v) for v in self.counts.tolist())
+        self._read()
         return {"skipped": self.skipped, "rollbacks": self.rollbacks, "since_progress": self.since_progress,
                 "last_rollback": self.last_rollback, "lr_factor": self.lr_factor, "lr_until": self.lr_until,
-                "consecutive": consecutive, "unreported": unreported}
+                "consecutive": self.consecutive, "unreported": self.unreported}
 
     def load_state_dict(self, saved: dict[str, Any]) -> None:
         self.skipped, self.rollbacks = int(saved["skipped"]), int(saved["rollbacks"])
         self.since_progress, self.last_rollback = int(saved["since_progress"]), saved["last_rollback"]
         self.lr_factor, self.lr_until = float(saved["lr_factor"]), int(saved["lr_until"])
-        self.counts = torch.tensor([saved["consecutive"], saved["unreported"]], dtype=torch.int32,
-                                   device=self.counts.device)
+        self.consecutive, self.unreported = int(saved["consecutive"]), int(saved["unreported"])
+        self._flags.clear()
