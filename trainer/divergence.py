@@ -224,12 +224,13 @@ class Guard:
             tel.set_divergence(self.skipped, self.rollbacks)
 
     def refuse_reason(self, state: Any) -> str | None:
-        """Why the state must not be saved now (None: it may); a sync, as every save has."""
+        """Why the state must not be saved now (None: it may); a sync, as every save has. Isolated
+        skipped steps change nothing, but a streak long enough for a rollback means a diverged state."""
         if not bool(all_finite(state_tensors(state.model, state.optimizer))):
             return "weights or optimizer state hold non-finite values"
         self._read()
-        if self.consecutive:
-            return f"the last {self.consecutive} steps were not finite (skipped)"
+        if self.cfg.enabled and self.consecutive >= self.cfg.max_skips:
+            return f"diverged: the last {self.consecutive} steps were not finite"
         return None
 
     # ---- internals ------------------------------------------------------------------------
