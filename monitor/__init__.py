@@ -7,17 +7,14 @@ from __future__ import annotations
 
 from monitor.app import create_app
 from monitor.config import ConfigError, MonitorConfig, TrainerEndpoints
-from monitor.history import History
 from monitor.mock import MockTrainer
-from monitor.state import MonitorState, Update
+from monitor.state import MonitorState
 
 __all__ = [
     "ConfigError",
-    "History",
     "MockTrainer",
     "MonitorConfig",
     "MonitorState",
     "TrainerEndpoints",
-    "Update",
     "create_app",
 ]

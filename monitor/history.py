@@ -45,16 +45,6 @@ class History:
         """Oldest first: thinned older points, then the recent window."""
         return [*self._older, *self._recent]
 
-    def last(self) -> Point | None:
-        return self._recent[-1] if self._recent else None
-
-    def clear(self) -> None:
-        self._recent.clear()
-        self._older = []
-        self._stride = 1
-        self._evicted = 0
-        self.total = 0
-
     @property
     def stride(self) -> int:
         return self._stride

@@ -37,7 +37,7 @@ _EXAMPLES: dict[str, dict[str, Any]] = {
         "baseline_psnr": 26.1,
         "baseline_ssim": 0.802,
         "baseline_quality": 0.71,
-        "improvement": 2.3,
+        "improvement": 0.08,  # quality - baseline_quality
         "image": None,
         "image_format": "png",
     },
