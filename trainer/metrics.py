@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = ["METRIC_SPACES", "PSNR_CAP", "psnr", "ssim", "quality", "psnr_per_image", "ssim_per_image", "rgb_to_y",
@@ -69,17 +68,27 @@ def psnr_per_image(a: Tensor, b: Tensor, *, crop_border: int = 0, space: str = "
     return (10 * torch.log10(1.0 / mse)).clamp(max=PSNR_CAP)
 
 
-def _gaussian_window(device: torch.device) -> Tensor:
-    x = torch.arange(_WIN, dtype=torch.float64, device=device) - _WIN // 2
-    g = torch.exp(-(x**2) / (2 * _SIGMA**2))
-    return g / g.sum()
+def _gaussian_window() -> tuple[float, ...]:
+    g = [math.exp(-((i - _WIN // 2) ** 2) / (2 * _SIGMA**2)) for i in range(_WIN)]
+    return tuple(v / sum(g) for v in g)
 
 
-def _filter(x: Tensor, g: Tensor) -> Tensor:
-    """Separable Gaussian filter, 'valid' region only, applied per channel."""
-    c = x.shape[1]
-    x = F.conv2d(x, g.view(1, 1, 1, -1).expand(c, 1, 1, _WIN), groups=c)
-    return F.conv2d(x, g.view(1, 1, -1, 1).expand(c, 1, _WIN, 1), groups=c)
+_GAUSS = _gaussian_window()
+
+
+def _filter(x: Tensor) -> Tensor:
+    """Separable Gaussian filter, 'valid' region only, applied per channel.
+
+    Weighted sums of shifted views: ~10x faster than conv2d, which has no fast float64 CPU kernel.
+    """
+    h, w = x.shape[-2] - _WIN + 1, x.shape[-1] - _WIN + 1
+    rows = x[..., :w] * _GAUSS[0]
+    for i in range(1, _WIN):
+        rows.add_(x[..., i:i + w], alpha=_GAUSS[i])
+    out = rows[..., :h, :] * _GAUSS[0]
+    for i in range(1, _WIN):
+        out.add_(rows[..., i:i + h, :], alpha=_GAUSS[i])
+    return out
 
 
 def ssim_per_image(a: Tensor, b: Tensor, *, crop_border: int = 0, space: str = "rgb") -> Tensor:
@@ -87,11 +96,10 @@ def ssim_per_image(a: Tensor, b: Tensor, *, crop_border: int = 0, space: str = "
     a, b = _prepare(a, b, crop_border, space)
     if min(a.shape[-2:]) < _WIN:
         raise ValueError(f"SSIM needs images of at least {_WIN}x{_WIN} pixels, got {list(a.shape[-2:])}")
-    g = _gaussian_window(a.device)
-    mu_a, mu_b = _filter(a, g), _filter(b, g)
-    var_a = _filter(a * a, g) - mu_a**2
-    var_b = _filter(b * b, g) - mu_b**2
-    cov = _filter(a * b, g) - mu_a * mu_b
+    mu_a, mu_b = _filter(a), _filter(b)
+    var_a = _filter(a * a) - mu_a**2
+    var_b = _filter(b * b) - mu_b**2
+    cov = _filter(a * b) - mu_a * mu_b
     c1, c2 = _K1**2, _K2**2
     s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
     return s.flatten(1).mean(1)
