@@ -7,7 +7,6 @@ skipped when it is missing, except under CI where that is a failure.
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ import uvicorn
 from monitor.app import create_app
 from monitor.config import MonitorConfig, TrainerEndpoints
 from monitor.mock import MockTrainer
+from tests.net_support import free_port
 
 pytestmark = pytest.mark.browser
 
@@ -36,12 +36,6 @@ if not Path(CHROMIUM).exists():
     pytest.skip(f"{CHROMIUM} missing (not under CI)", allow_module_level=True)
 
 sync_api = pytest.importorskip("playwright.sync_api")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager

@@ -3,7 +3,6 @@ and a trainer address where nobody answers."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 
@@ -15,14 +14,9 @@ from monitor.__main__ import main as monitor_main
 from monitor.app import create_app
 from monitor.config import ConfigError, MonitorConfig, TrainerEndpoints
 from monitor.state import MonitorState
+from tests.net_support import free_port
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def nobody() -> TrainerEndpoints:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -21,22 +20,7 @@ from monitor.config import MonitorConfig, TrainerEndpoints
 from monitor.mock import MockTrainer
 from monitor.state import MonitorState
 from protocol import CommandClient, SecurityConfig, encode_message, generate_keys
-
-
-def free_endpoint() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"tcp://127.0.0.1:{s.getsockname()[1]}"
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+from tests.net_support import free_endpoint, wait_until
 
 
 @contextmanager
@@ -57,25 +41,25 @@ def act(client: TestClient, command: str, run: str | None = None):
 
 def test_monitor_shows_live_status_and_validate_reaches_the_trainer() -> None:
     with MockTrainer("live", status_hz=20, speed=50, validate_s=0.3) as mock, monitor_for(mock) as client:
-        wait_for(lambda: status(client)["trainer_online"] and status(client)["iteration"] > 0,
+        wait_until(lambda: status(client)["trainer_online"] and status(client)["iteration"] > 0,
                  what="first status")
         reply = act(client, "validate")
         assert reply.status_code == 200 and reply.json()["ok"] is True
-        wait_for(lambda: client.get("/api/validation").status_code == 200, what="validation")
+        wait_until(lambda: client.get("/api/validation").status_code == 200, what="validation")
         image = client.get("/api/validation.png")
         assert image.headers["content-type"] == "image/png" and image.content[:4] == b"\x89PNG"
 
 
 def test_pause_stops_the_iteration_count_and_resume_restarts_it() -> None:
     with MockTrainer("p", status_hz=20, speed=50) as mock, monitor_for(mock) as client:
-        wait_for(lambda: status(client)["iteration"] > 0, what="first status")
+        wait_until(lambda: status(client)["iteration"] > 0, what="first status")
         assert act(client, "pause").status_code == 200
-        wait_for(lambda: status(client)["is_paused"], what="paused status")
+        wait_until(lambda: status(client)["is_paused"], what="paused status")
         held = status(client)["iteration"]
         time.sleep(0.4)
         assert status(client)["iteration"] == held
         assert act(client, "resume").status_code == 200
-        wait_for(lambda: status(client)["iteration"] > held, what="iterations after resume")
+        wait_until(lambda: status(client)["iteration"] > held, what="iterations after resume")
 
 
 def test_monitor_started_after_the_trainer_fetches_history_and_checkpoints_at_once() -> None:
@@ -85,8 +69,8 @@ def test_monitor_started_after_the_trainer_fetches_history_and_checkpoints_at_on
         time.sleep(1.2)  # the mock records a history point per second
         state = MonitorState()
         with monitor_for(mock, state=state) as client:
-            wait_for(lambda: status(client)["trainer_online"], what="online")
-            run = wait_for(lambda: (r := state.run("late")) and r.checkpoints and r, what="sync")
+            wait_until(lambda: status(client)["trainer_online"], what="online")
+            run = wait_until(lambda: (r := state.run("late")) and r.checkpoints and r, what="sync")
             assert run.checkpoints[0]["filename"].startswith("checkpoint_step_")
             first_seen = run.history.points()
             assert first_seen[0]["iteration"] < status(client)["iteration"]
@@ -96,19 +80,19 @@ def test_silent_trainer_shows_offline_and_a_restarted_one_is_followed_without_re
     pub, rep = free_endpoint(), free_endpoint()
     first = MockTrainer("again", pub=pub, rep=rep, status_hz=20, speed=50).start()
     with monitor_for(first, offline_after_s=1.0, timeout_ms=400) as client:
-        wait_for(lambda: status(client)["trainer_online"], what="online")
+        wait_until(lambda: status(client)["trainer_online"], what="online")
         first.stop()
-        wait_for(lambda: not status(client)["trainer_online"], timeout=5, what="offline")
+        wait_until(lambda: not status(client)["trainer_online"], timeout=5, what="offline")
         assert act(client, "pause").status_code == 503
         with MockTrainer("again", pub=pub, rep=rep, status_hz=20, start_iteration=5000):
-            wait_for(lambda: status(client)["iteration"] >= 5000, what="the new trainer")
+            wait_until(lambda: status(client)["iteration"] >= 5000, what="the new trainer")
             assert status(client)["trainer_online"] is True
             assert act(client, "pause").status_code == 200
 
 
 def test_websocket_pushes_each_frame_after_the_snapshot() -> None:
     with MockTrainer("ws", status_hz=20) as mock, monitor_for(mock) as client:
-        wait_for(lambda: status(client)["trainer_online"], what="online")
+        wait_until(lambda: status(client)["trainer_online"], what="online")
         with client.websocket_connect("/ws") as ws:
             assert ws.receive_json()["type"] == "snapshot"
             seen = [ws.receive_json() for _ in range(5)]
@@ -121,10 +105,10 @@ def test_websocket_pushes_each_frame_after_the_snapshot() -> None:
 def test_several_trainers_are_followed_and_commands_go_to_the_named_run() -> None:
     with MockTrainer("a", status_hz=20, speed=50) as a, MockTrainer("b", status_hz=20, speed=50) as b:
         with monitor_for(a, b) as client:
-            wait_for(lambda: {r["run"] for r in client.get("/api/runs").json()["runs"]} == {"a", "b"},
+            wait_until(lambda: {r["run"] for r in client.get("/api/runs").json()["runs"]} == {"a", "b"},
                      what="both runs")
             assert act(client, "pause", run="b").status_code == 200
-            wait_for(lambda: status(client, "b")["is_paused"], what="b paused")
+            wait_until(lambda: status(client, "b")["is_paused"], what="b paused")
             assert status(client, "a")["is_paused"] is False
 
 
@@ -133,7 +117,7 @@ def test_monitor_with_curve_keys_talks_to_a_secured_trainer(tmp_path: Path) -> N
     server = SecurityConfig.from_keys_dir(tmp_path, role="server")
     with MockTrainer("curve", status_hz=20, security=server) as mock:
         with monitor_for(mock, keys=tmp_path) as client:
-            wait_for(lambda: status(client)["trainer_online"], what="online over CURVE")
+            wait_until(lambda: status(client)["trainer_online"], what="online over CURVE")
             assert act(client, "save").status_code == 200
 
 
@@ -144,7 +128,7 @@ def test_demo_prints_its_url_serves_and_ends_cleanly_on_ctrl_c() -> None:
     try:
         lines = [proc.stdout.readline() for _ in range(2)]
         assert any(f"http://localhost:{port}" in line for line in lines), lines
-        wait_for(lambda: _online(port), what="demo status")
+        wait_until(lambda: _online(port), what="demo status")
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=15)
     finally:
@@ -172,9 +156,9 @@ def test_garbage_on_the_wire_is_counted_and_the_monitor_keeps_going() -> None:
             def garbage_counted() -> bool:
                 sock.send_multipart([b"status", b"\xc1not msgpack"])
                 return client.get("/healthz").json()["malformed"] > 0
-            wait_for(garbage_counted, what="malformed count")
+            wait_until(garbage_counted, what="malformed count")
             sock.send_multipart(good)
-            wait_for(lambda: status(client)["trainer_online"], what="a good frame after garbage")
+            wait_until(lambda: status(client)["trainer_online"], what="a good frame after garbage")
             assert client.get("/healthz").json()["malformed_reasons"]
     finally:
         sock.close()

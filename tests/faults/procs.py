@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from typing import Any, TypeVar
 import httpx2 as httpx
 
 import protocol
+from tests.net_support import free_endpoint, free_port, wait_until  # noqa: F401  (re-exported to fault tests)
 
 T = TypeVar("T")
 
@@ -30,28 +30,6 @@ TINY = [arg for key, value in TINY_SETTINGS.items()
 BIG = [*TINY, "--set", "model.n_feats=64"]
 # One torch thread per process (also train.cpu_threads above): two threads spin badly on a busy 2-core box.
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def free_endpoint() -> str:
-    return f"tcp://127.0.0.1:{free_port()}"
-
-
-def wait_until(check: Callable[[], T], timeout: float, what: str, every: float = 0.02) -> T:
-    """Poll `check` until it returns something truthy; AssertionError naming `what` after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(every)
 
 
 @dataclass
