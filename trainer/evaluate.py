@@ -49,12 +49,11 @@ from trainer.evaluate_report import (
     write_json,
 )
 from trainer.inference import LoadedModel, UpscaleError, UpscaleOptions, load_model, upscale_frames
-from trainer.metrics import METRIC_SPACES, psnr_per_image, ssim_per_image
+from trainer.metrics import METRIC_SPACES, SSIM_WINDOW, psnr_per_image, ssim_per_image
 
 __all__ = ["EvaluateError", "evaluate", "find_clips", "main", "measure", "read_clip"]
 
 BASELINES = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR}
-_SSIM_WINDOW = 11
 
 
 class EvaluateError(ValueError):
@@ -178,9 +177,9 @@ class Setup:
 def evaluate_clip(setup: Setup, name: str, frame_names: list[str], gt: np.ndarray, lr: np.ndarray) -> dict:
     """One clip's row: per-frame metrics of the model and the baselines, averaged over its frames."""
     h, w = gt.shape[1:3]
-    if min(h, w) - 2 * setup.crop_border < _SSIM_WINDOW:
+    if min(h, w) - 2 * setup.crop_border < SSIM_WINDOW:
         raise EvaluateError(f"clip {name}: {w}x{h} frames minus a {setup.crop_border} px border are smaller "
-                            f"than SSIM's {_SSIM_WINDOW}x{_SSIM_WINDOW} window")
+                            f"than SSIM's {SSIM_WINDOW}x{SSIM_WINDOW} window")
     opts = UpscaleOptions(window=max(len(lr), 7), amp=False)
     per_frame: dict[str, list[Tensor]] = {m: [] for m in METHODS}
     outputs = upscale_frames(setup.loaded, to_tensor(lr), opts, setup.device)

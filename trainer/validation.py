@@ -4,6 +4,9 @@ Metrics are per image, averaged over all validation images (sums stay on the dev
 read at the end). Many-to-many models are scored on the centre frame's output, like the
 original model (their loss still covers all frames). The baseline is the bilinear upscale of
 the centre LR frame. Outputs are clamped to [0, 1] before scoring.
+
+`metric_space="y"` scores as papers do (BasicSR/mmagic, and `trainer.evaluate`): outputs and
+baseline rounded to 8 bits, PSNR/SSIM of the BT.601 luma, a border of the scale left out.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from torch import Tensor, nn
 
 from trainer.device import autocast
 
-from .metrics import psnr_per_image, quality, ssim_per_image
+from .metrics import SSIM_WINDOW, psnr_per_image, quality, ssim_per_image, to_8bit
 
 __all__ = ["ValidationResult", "validate", "side_by_side"]
 
@@ -40,11 +43,12 @@ class ValidationResult:
     improvement: float  # quality - baseline_quality
     loss: float
     n_images: int
+    metric_space: str = "rgb"  # where PSNR/SSIM were measured: rgb, or y (the papers' convention)
     comparison_png: bytes = b""  # LR (nearest) | model | GT of the first image, <= 256 KB
     images: list[str] = field(default_factory=list)  # side-by-side PNGs written to out_dir
 
-    def metrics(self) -> dict[str, float | int]:
-        """The numbers only (for telemetry and checkpoint metrics)."""
+    def metrics(self) -> dict[str, float | int | str]:
+        """The numbers and their metric_space (for telemetry and checkpoint metrics)."""
         return {k: v for k, v in asdict(self).items() if k not in ("comparison_png", "images")}
 
 
@@ -71,6 +75,7 @@ def validate(
     max_images: int = 4,
     amp: bool | str = False,
     loss_fn: nn.Module | None = None,
+    metric_space: str = "rgb",
 ) -> ValidationResult:
     """Score `model` on every batch of `loader` ({"lr", "gt", "name"} dicts)."""
     device = torch.device(device)
@@ -84,7 +89,7 @@ def validate(
             gt = batch["gt"].to(device, non_blocking=True)
             with autocast(device, amp):
                 pred = model(lr)
-            batch_sums, out, target = _score(lr, pred.float(), gt, loss_fn)
+            batch_sums, out, target = _score(lr, pred.float(), gt, loss_fn, metric_space)
             sums += batch_sums
             n += len(lr)
             for i in range(min(len(lr), max(1, max_images) - len(panels))):
@@ -98,16 +103,23 @@ def validate(
     images = []
     if out_dir is not None:
         images = [str(_write(Path(out_dir), i, name, panel)) for i, (name, panel) in enumerate(panels[:max_images])]
-    return ValidationResult(p, s, q, bp, bs, bq, p - bp, q - bq, loss, n, _bounded_png(panels[0][1]), images)
+    return ValidationResult(p, s, q, bp, bs, bq, p - bp, q - bq, loss, n, metric_space, _bounded_png(panels[0][1]),
+                            images)
 
 
-def _score(lr: Tensor, pred: Tensor, gt: Tensor, loss_fn: nn.Module | None) -> tuple[Tensor, Tensor, Tensor]:
+def _score(lr: Tensor, pred: Tensor, gt: Tensor, loss_fn: nn.Module | None,
+           space: str = "rgb") -> tuple[Tensor, Tensor, Tensor]:
     """Per-batch sums (model/baseline PSNR and SSIM, loss * n) on the device, the clamped output, the target."""
     out, target = _centre(pred).clamp(0, 1), _centre(gt)
     base = F.interpolate(lr[:, lr.shape[1] // 2], size=target.shape[-2:], mode="bilinear",
                          align_corners=False).clamp(0, 1)
-    sums = torch.stack([psnr_per_image(out, target).sum(), ssim_per_image(out, target).sum(),
-                        psnr_per_image(base, target).sum(), ssim_per_image(base, target).sum(),
+    a, b, kw = out, base, {"space": space}
+    if space == "y":
+        scale = target.shape[-1] // lr.shape[-1]
+        a, b = to_8bit(out), to_8bit(base)
+        kw["crop_border"] = scale if min(target.shape[-2:]) - 2 * scale >= SSIM_WINDOW else 0  # tiny crops: no border
+    sums = torch.stack([psnr_per_image(a, target, **kw).sum(), ssim_per_image(a, target, **kw).sum(),
+                        psnr_per_image(b, target, **kw).sum(), ssim_per_image(b, target, **kw).sum(),
                         _batch_loss(loss_fn, pred, gt).double() * len(lr)])
     return sums, out, target
 
