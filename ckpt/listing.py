@@ -17,7 +17,7 @@ from ckpt.errors import CheckpointError, UnsafeCheckpointError
 from ckpt.naming import split_name
 from ckpt.store import read_metadata
 
-__all__ = ["describe_checkpoint", "is_good", "list_checkpoints", "sort_key"]
+__all__ = ["describe_checkpoint", "is_good", "is_usable", "list_checkpoints", "sort_key"]
 
 _TYPE_ORDER = {"regular": 0, "best": 1, "emergency": 2}
 
@@ -51,6 +51,7 @@ def _apply_metadata(entry: dict, meta: dict) -> None:
     if meta["step"] is not None and meta["step"] >= 0:
         entry["step"] = meta["step"]
     metrics = meta["metrics"]
+    entry["finite"] = all(value is None or math.isfinite(value) for value in metrics.values())
     entry["quality"] = _number(metrics, "quality", "ki_quality", unit=True)
     entry["loss"] = _number(metrics, "loss", "val_loss")
     entry["psnr"] = _number(metrics, "psnr")
@@ -81,6 +82,7 @@ def describe_checkpoint(path: str | os.PathLike[str]) -> dict:
         "mtime": stat.st_mtime,
         "status": "ok",
         "error": None,
+        "finite": True,  # False when a saved metric (quality, loss, ...) is NaN or infinite
     }
     try:
         _apply_metadata(entry, read_metadata(path))
@@ -99,8 +101,14 @@ def sort_key(entry: dict) -> tuple:
 
 
 def is_good(entry: dict) -> bool:
-    """A checkpoint that may be chosen automatically (not corrupt, not unsafe)."""
+    """A checkpoint that loads safely (not corrupt, not unsafe)."""
     return entry["status"] == "ok"
+
+
+def is_usable(entry: dict) -> bool:
+    """A checkpoint that may be chosen automatically: good, and its metrics are finite
+    (a NaN loss or quality means the run had diverged when it was saved)."""
+    return is_good(entry) and entry.get("finite", True)  # entries made before the field: finite
 
 
 def list_checkpoints(directory: str | os.PathLike[str]) -> list[dict]:

@@ -2,7 +2,8 @@
 
 Only readable checkpoints of the types regular/best/emergency are ever removed.
 Never removed: protected paths (the one a run resumed from), targets of symlinks
-in the folder (the original's `checkpoint_best.pth`), the newest good checkpoint,
+in the folder (the original's `checkpoint_best.pth`), the newest good checkpoint, the
+newest one with finite metrics (a late loss spike must not cost every usable checkpoint),
 corrupt or unsafe files (a person should look at those), checkpoints with other
 suffixes (`_manual`, ...) and any file whose name is not a checkpoint name.
 """
@@ -15,7 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ckpt.errors import CheckpointError
-from ckpt.listing import is_good, list_checkpoints
+from ckpt.listing import is_good, is_usable, list_checkpoints
 
 __all__ = ["prune", "kept_paths"]
 
@@ -36,7 +37,8 @@ def _newest(entries: list[dict], kind: str, count: int) -> list[dict]:
 
 
 def _best(entries: list[dict], count: int) -> list[dict]:
-    rated = [e for e in entries if e["quality"] is not None]
+    """The `count` highest qualities; a non-finite quality ranks below every finite one (never kept)."""
+    rated = [e for e in entries if is_usable(e) and e["quality"] is not None]
     rated.sort(key=lambda e: (e["quality"], e["step"]), reverse=True)
     return rated[:count]
 
@@ -48,6 +50,7 @@ def kept_paths(
     good = [e for e in entries if is_good(e)]
     keep = [e for e in entries if not is_good(e) or e["type"] not in _PRUNABLE]
     keep += good[-1:]  # the newest good checkpoint, always
+    keep += [e for e in good if is_usable(e)][-1:]  # and the newest finite one
     keep += _newest(good, "regular", keep_last) + _newest(good, "emergency", keep_emergency)
     keep += _best(good, keep_best)
     return {_real(e["path"]) for e in keep}

@@ -1,4 +1,4 @@
-"""Choosing a checkpoint: the seed's table and prompt, and `select_checkpoint(dir, spec)`."""
+"""Choosing a checkpoint: the resume table and prompt, and `select_checkpoint(dir, spec)`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ckpt.errors import CheckpointError
-from ckpt.listing import describe_checkpoint, is_good, list_checkpoints
+from ckpt.listing import describe_checkpoint, is_good, is_usable, list_checkpoints
 
 __all__ = ["format_table", "latest_good", "prompt_for_checkpoint", "select_checkpoint"]
 
@@ -20,6 +20,8 @@ _SPECS = "'latest', 'best', a step number or the path of a checkpoint file"
 def _quality_cell(entry: dict) -> str:
     if not is_good(entry):
         return entry["status"].upper()
+    if not is_usable(entry):
+        return "NOT FINITE"
     return "-" if entry["quality"] is None else f"{entry['quality'] * 100:.1f}%"
 
 
@@ -30,7 +32,8 @@ def _row(number: int, entry: dict) -> str:
 
 
 def format_table(entries: list[dict], last: int | None = 10) -> str:
-    """The seed's table of the last `last` entries (all when None); corrupt/unsafe marked."""
+    """The resume table of the last `last` entries (all when None); corrupt, unsafe and
+    non-finite (NaN loss or quality) checkpoints are marked in the Quality column."""
     shown = entries[-last:] if last else entries
     title = f"Last {last}" if last else f"All {len(entries)}"
     lines = [_RULE, f"AVAILABLE CHECKPOINTS ({title}):", _RULE]
@@ -42,13 +45,13 @@ def format_table(entries: list[dict], last: int | None = 10) -> str:
 
 
 def latest_good(entries: list[dict]) -> dict | None:
-    """The newest entry (by step) that is neither corrupt nor unsafe."""
-    good = [e for e in entries if is_good(e)]
+    """The newest entry (by step) that is neither corrupt nor unsafe and has finite metrics."""
+    good = [e for e in entries if is_usable(e)]
     return good[-1] if good else None
 
 
 def _best_good(entries: list[dict]) -> dict | None:
-    rated = [e for e in entries if is_good(e) and e["quality"] is not None]
+    rated = [e for e in entries if is_usable(e) and e["quality"] is not None]
     if not rated:
         return latest_good(entries)
     return max(rated, key=lambda e: (e["quality"], e["step"]))
@@ -107,7 +110,8 @@ def select_checkpoint(directory: str | os.PathLike[str], spec: str | int) -> dic
     """The entry `spec` names: 'latest', 'best', a step, a path; None when there is none.
 
     'best' is the highest quality (the latest good one when none has a quality).
-    Corrupt files are never chosen; unsafe ones only by an explicit step or path.
+    Corrupt files are never chosen; unsafe ones and ones with non-finite metrics
+    (saved after the run diverged) only by an explicit step or path.
     """
     directory = Path(directory)
     text = str(spec).strip()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from ckpt import CheckpointError, checkpoint_name, prune
@@ -82,3 +84,18 @@ def test_prune_of_a_missing_directory_removes_nothing(tmp_path):
 def test_prune_refuses_bad_limits(tmp_path, limits):
     with pytest.raises(CheckpointError, match="must be an int"):
         prune(tmp_path, **limits)
+
+
+def test_prune_ranks_nan_quality_below_every_finite_one_and_keeps_the_newest_finite(tmp_path):
+    for step, quality in zip((10, 20, 30, 40, 50), (math.nan, 0.8, math.nan, 0.5, math.nan), strict=True):
+        save(tmp_path, step, quality=quality, loss=math.nan if math.isnan(quality) else 0.1)
+    prune(tmp_path, keep_last=1, keep_best=1)
+    # 20: the best; 40 (0.5): the newest finite one; 50: the newest, kept as ever
+    assert _names(tmp_path) == [checkpoint_name(s) for s in (20, 40, 50)]
+
+
+def test_prune_keeps_the_finite_best_n_whatever_the_nan_ones_around_them(tmp_path):
+    for step, quality in zip((10, 20, 30, 40, 50), (math.nan, 0.8, math.nan, 0.5, math.nan), strict=True):
+        save(tmp_path, step, "best", quality=quality)
+    prune(tmp_path, keep_last=0, keep_best=2)
+    assert _names(tmp_path) == [checkpoint_name(s, "best") for s in (20, 40, 50)]

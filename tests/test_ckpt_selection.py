@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 
 import pytest
@@ -10,6 +11,7 @@ from ckpt import (
     CheckpointError,
     checkpoint_name,
     format_table,
+    list_checkpoints,
     prompt_for_checkpoint,
     select_checkpoint,
 )
@@ -104,6 +106,23 @@ def test_select_latest_and_best(tmp_path):
     save(tmp_path, 300, quality=0.8)
     assert select_checkpoint(tmp_path, "latest")["step"] == 300
     assert select_checkpoint(tmp_path, "best")["step"] == 200
+
+
+def test_latest_and_best_skip_checkpoints_saved_with_nan_metrics(tmp_path):
+    save(tmp_path, 100, quality=0.7)
+    save(tmp_path, 200, quality=math.nan, loss=math.nan)
+    assert select_checkpoint(tmp_path, "latest")["step"] == 100
+    assert select_checkpoint(tmp_path, "best")["step"] == 100
+    assert select_checkpoint(tmp_path, 200)["step"] == 200  # asked for by step: yours
+
+
+def test_table_marks_checkpoints_whose_quality_or_loss_is_not_finite(tmp_path):
+    save(tmp_path, 100, quality=0.7)
+    save(tmp_path, 200, quality=math.nan)
+    save(tmp_path, 300, quality=None, loss=math.inf)
+    rows = format_table(list_checkpoints(tmp_path)).splitlines()[5:-1]
+    assert "NOT FINITE" not in rows[0] and "70.0%" in rows[0]
+    assert "NOT FINITE" in rows[1] and "NOT FINITE" in rows[2]
 
 
 def test_select_best_without_any_quality_takes_the_latest(tmp_path):
