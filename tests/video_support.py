@@ -43,9 +43,10 @@ def blurred(frames: list[np.ndarray], radius: int = 4) -> list[np.ndarray]:
 
 
 def write_video(path: Path, frames: Iterable[np.ndarray], *, fps: int = 25, codec: str = "libx264",
-                pix_fmt: str = "yuv420p", audio: bool = False, crf: int = 12) -> Path:
+                pix_fmt: str = "yuv420p", audio: bool = False, crf: int = 12,
+                times_ms: list[int] | None = None) -> Path:
     """Encode RGB uint8 frames [H, W, 3] (even sizes for yuv420p) into `path`; with `audio`, a
-    stereo 440 Hz AAC track as long as the video."""
+    stereo 440 Hz AAC track as long as the video; `times_ms`: each frame's time (variable rate)."""
     frames = list(frames)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -58,8 +59,13 @@ def write_video(path: Path, frames: Iterable[np.ndarray], *, fps: int = 25, code
         sound = out.add_stream("aac", rate=48000) if audio else None
         if sound is not None:
             sound.layout = "stereo"
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+        if times_ms is not None:
+            stream.codec_context.time_base = stream.time_base = Fraction(1, 1000)
+        for i, frame in enumerate(frames):
+            picture = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            if times_ms is not None:
+                picture.pts, picture.time_base = times_ms[i], Fraction(1, 1000)
+            for packet in stream.encode(picture):
                 out.mux(packet)
         for packet in stream.encode():
             out.mux(packet)
