@@ -60,6 +60,16 @@ def test_a_video_keeps_its_audio_and_timestamps_and_odd_sizes_are_padded_to_even
         assert container.streams.video[0].codec_context.pix_fmt == "yuv420p"
 
 
+def test_a_variable_frame_rate_video_keeps_every_frame_time(tmp_path):
+    ckpt = _checkpoint(tmp_path / "m.pth", "vsrpp", VSRPP)
+    times = [0, 40, 200, 230, 500, 510, 900]
+    src = write_video(tmp_path / "vfr.mkv", shot(7, 16, 16, seed=4), times_ms=times)
+    for out in ("out.mp4", "out.mkv"):
+        assert main(["--checkpoint", str(ckpt), "--input", str(src), "--output", str(tmp_path / out),
+                     "--device", "cpu"]) == 0
+        assert _frame_times(tmp_path / out) == pytest.approx([t / 1000 for t in times])
+
+
 def test_codec_crf_and_pix_fmt_options_reach_the_encoder_and_yuv444p_keeps_the_exact_size(tmp_path, capsys):
     ckpt = str(_checkpoint(tmp_path / "m.pth", "vsrpp", VSRPP))
     src = str(_film(tmp_path / "in.mkv", n=6))
@@ -121,6 +131,10 @@ def test_corrupt_video_and_corrupt_checkpoint_are_one_line_errors(tmp_path, caps
         assert main(["--checkpoint", str(ckpt), "--input", str(video), "--output", str(tmp_path / "o.mp4"),
                      "--device", "cpu"]) == 2
         assert str(video) in _one_error_line(capsys.readouterr().err)
+    streamable = truncate(_film(tmp_path / "cut.mkv", n=48, size=(16, 16)), 0.5)
+    assert main(["--checkpoint", str(ckpt), "--input", str(streamable), "--output", str(tmp_path / "part.mp4"),
+                 "--device", "cpu"]) == 0
+    assert "(truncated?)" in capsys.readouterr().err
     bad = tmp_path / "bad.pth"
     bad.write_bytes(ckpt.read_bytes()[:300])
     assert main(["--checkpoint", str(bad), "--input", str(garbage), "--output", str(tmp_path / "o.mp4")]) == 2

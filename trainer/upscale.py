@@ -168,6 +168,9 @@ def _upscale(args: argparse.Namespace, done: list[int]) -> LoadedModel:
                 bar.update()
 
             run_pipeline(loaded, source, sink, opts, device, on_frame=step)
+        if source.count and done[0] < source.count - 1:  # a header's count may be an estimate (+-1)
+            print(f"warning: {args.input} ended after {done[0]} of the {source.count} frames its header "
+                  "announces (truncated?)", file=sys.stderr)
     finally:
         source.close()
     return loaded
