@@ -20,6 +20,7 @@ from trainer.adaptive import AdaptiveConfig, ClipConfig
 from trainer.data import DataConfig
 from trainer.divergence import DivergenceConfig
 from trainer.losses import LossConfig
+from trainer.metrics import METRIC_SPACES
 from trainer.schedule import ScheduleConfig
 
 
@@ -88,6 +89,7 @@ class TrainConfig:
     val_images: int = 4  # comparison images written per validation
     val_limit: int = 0  # validate on the first N validation samples only (0 = all)
     adaptive_loss: bool = True  # the adaptive loss weights of [adaptive]
+    val_metric_space: str = "rgb"  # validation PSNR/SSIM: rgb, or y as papers (8-bit BT.601 luma, scale border)
 
     def __post_init__(self) -> None:
         for key in ("max_iters", "batch_size", "accum_steps", "val_every", "save_every", "val_images"):
@@ -98,6 +100,7 @@ class TrainConfig:
         _positive_int("train", "val_limit", self.val_limit, zero_ok=True)
         _choice("train", "device", self.device, ("auto", "cpu", "cuda"))
         _choice("train", "amp", self.amp, ("auto", "bf16", "fp16", "off"))
+        _choice("train", "val_metric_space", self.val_metric_space, METRIC_SPACES)
 
 
 @dataclass

@@ -43,7 +43,7 @@ class Run:
         out_dir = self.run_dir / "validation" / f"step_{step:07d}"
         result = validation.validate(unwrap(self.state.model), self.val_loader, self.device, out_dir=out_dir,
                                      max_images=cfg.train.val_images, amp=cfg.train.amp,
-                                     loss_fn=self.state.loss_fn)
+                                     loss_fn=self.state.loss_fn, metric_space=cfg.train.val_metric_space)
         return result.metrics(), result.comparison_png or None
 
     def close(self) -> None:
