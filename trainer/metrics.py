@@ -19,11 +19,12 @@ import math
 import torch
 from torch import Tensor
 
+from protocol import METRIC_SPACES  # the vocabulary: where PSNR/SSIM are measured, "rgb" or "y"
+
 __all__ = ["METRIC_SPACES", "PSNR_CAP", "SSIM_WINDOW", "psnr", "ssim", "quality", "psnr_per_image", "ssim_per_image",
            "rgb_to_y", "to_8bit"]
 
 PSNR_CAP = 100.0
-METRIC_SPACES = ("rgb", "y")
 SSIM_WINDOW = 11  # pixels: SSIM needs images at least this big (after any border is cropped)
 _WIN, _SIGMA, _K1, _K2 = SSIM_WINDOW, 1.5, 0.01, 0.03
 _Y_WEIGHTS, _Y_OFFSET = (65.481, 128.553, 24.966), 16.0  # BT.601 luma of [0, 1] RGB, in [16, 235]
