@@ -201,3 +201,12 @@ def test_losing_a_generation_race_keeps_the_winners_set(tmp_path: Path, monkeypa
     assert default_dataset_root(tmp_path, spec=SMALL) == final
     assert (final / "winner").exists()
     assert [p.name for p in tmp_path.iterdir()] == [final.name]
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_area_downscale_is_the_block_mean_rounded_half_to_even(scale: int) -> None:
+    frames = np.random.default_rng(scale).integers(0, 256, (3, 2, 12 * scale, 8 * scale, 3), dtype=np.uint8)
+    blocks = frames.reshape(3, 2, 12, scale, 8, scale, 3).astype(np.float64)
+    expected = np.rint(blocks.mean(axis=(3, 5))).astype(np.uint8)
+    assert np.array_equal(area_downscale(frames, scale), expected)
+    assert np.array_equal(area_downscale(frames[:, :, ::-1], scale), expected[:, :, ::-1])  # strided input

@@ -121,11 +121,12 @@ class ClipFolderDataset(Dataset):
         c, start = self.windows[index]
         hr = self._load_window(c, start)
         rng = sample_rng(self.seed, epoch, index)
-        hr = self._crop(hr, rng)
-        if self.augment:
-            (hr,) = augment([hr], rng)
-        hr = np.ascontiguousarray(hr)
+        hr = np.ascontiguousarray(self._crop(hr, rng))  # a raw clip reads only these pixels
         lr = area_downscale(hr, self.scale) if self.degrade == "area" else bicubic_downscale(hr, self.scale)
+        if self.augment:
+            # flips and transposes commute with the downscale (exactly for area, to rounding for
+            # bicubic); done last, they cost nothing until to_tensor's one copy
+            hr, lr = augment([hr, lr], rng)
         gt = hr if self.many_to_many else hr[self.num_frames // 2]
         return {"lr": to_tensor(lr), "gt": to_tensor(gt), "name": self._name(c, start + self.num_frames // 2)}
 

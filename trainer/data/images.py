@@ -37,10 +37,24 @@ def write_png(path: Path, array: np.ndarray, compress_level: int = 1) -> None:
 
 
 def area_downscale(frames: np.ndarray, scale: int) -> np.ndarray:
-    """Box-filter downscale by an integer factor; [..., H, W, 3] with H, W divisible by scale."""
+    """Box-filter downscale by an integer factor; [..., H, W, 3] with H, W divisible by scale.
+
+    Integer block sums (whole rows first, then pixel groups), then the mean rounded half to even
+    as np.rint does: exact, and a few times faster than a float mean over the block axes (this
+    runs on every clip sample)."""
     *lead, h, w, c = frames.shape
-    blocks = frames.reshape(*lead, h // scale, scale, w // scale, scale, c).astype(np.float32)
-    return np.rint(blocks.mean(axis=(-4, -2))).astype(np.uint8)
+    rows = frames.reshape(-1, h // scale, scale, w * c)
+    acc = rows[:, :, 0].astype(np.uint16)
+    for i in range(1, scale):
+        acc += rows[:, :, i]
+    groups = acc.reshape(-1, h // scale, w // scale, scale, c)
+    total = groups[..., 0, :].copy()
+    for j in range(1, scale):
+        total += groups[..., j, :]
+    n = scale * scale
+    q, r = np.divmod(total, n)
+    mean = q + ((2 * r > n) | ((2 * r == n) & (q % 2 == 1)))
+    return mean.astype(np.uint8).reshape(*lead, h // scale, w // scale, c)
 
 
 def bicubic_downscale(frames: np.ndarray, scale: int) -> np.ndarray:
