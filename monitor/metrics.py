@@ -21,6 +21,10 @@ RUN_GAUGES = (
     ("gpu_memory", "vsrpp_gpu_memory_gb", "GPU memory in use, GB."),
     ("best_score", "vsrpp_best_score", "Best validation quality, 0..1."),
 )
+RUN_COUNTERS = (
+    ("skipped_steps", "vsrpp_skipped_steps_total", "Steps skipped for a non-finite loss or gradient."),
+    ("rollbacks", "vsrpp_rollbacks_total", "Rollbacks to the last finite training state."),
+)
 VALIDATION_GAUGES = ("psnr", "ssim", "quality", "baseline_psnr", "baseline_ssim", "baseline_quality")
 
 
@@ -58,6 +62,8 @@ def render(state: MonitorState, ws_clients: int = 0) -> str:
            [(label[r.name], r.seq_gaps) for r in runs])
     for key, name, help_text in RUN_GAUGES:
         family(name, "gauge", help_text, [(label[r.name], r.status.get(key)) for r in runs])
+    for key, name, help_text in RUN_COUNTERS:
+        family(name, "counter", help_text, [(label[r.name], r.status.get(key, 0)) for r in runs])
     for key in VALIDATION_GAUGES:
         family(f"vsrpp_validation_{key}", "gauge", f"Latest validation {key}.",
                [(label[r.name], (r.validation or {}).get(key)) for r in runs])

@@ -62,13 +62,16 @@ class MockTrainer:
     def __init__(self, run: str = "demo", *, pub: str = "tcp://127.0.0.1:*",
                  rep: str = "tcp://127.0.0.1:*", status_hz: float = 8.0, speed: float = 12.0,
                  max_iterations: int = 100_000, validate_every: int = 0, validate_s: float = 2.0,
-                 start_iteration: int = 0, security: SecurityConfig | None = None) -> None:
+                 start_iteration: int = 0, metric_space: str = "rgb",
+                 security: SecurityConfig | None = None) -> None:
         self.run, self.status_hz, self.speed = run, status_hz, speed
         self.max_iterations, self.validate_every, self.validate_s = max_iterations, validate_every, validate_s
         self.iteration = float(start_iteration)
         self.paused = False
         self.validating_until: float | None = None
         self.best_score: float | None = None
+        self.metric_space = metric_space
+        self.skipped_steps = self.rollbacks = 0
         self.stopped = threading.Event()
         self._lock = threading.Lock()
         self._history: deque[dict[str, Any]] = deque(maxlen=500)
@@ -117,8 +120,23 @@ class MockTrainer:
                 "best_score": self.best_score, "is_validating": validating, "is_training": True,
                 "timestamp": time.time(), "is_paused": self.paused, "max_iterations": self.max_iterations,
                 "state": "paused" if self.paused else "validating" if validating else "training",
-                "activity": mock_activity(it),
+                "activity": mock_activity(it), "skipped_steps": self.skipped_steps, "rollbacks": self.rollbacks,
             }
+
+    def diverge(self, skipped: int, rollback: bool = False) -> None:
+        """Act out a loss spike: `skipped` non-finite steps skipped, then maybe a rollback, as the
+        real trainer reports them (events, and the counters in every later status)."""
+        step = int(self.iteration)
+        with self._lock:
+            self.skipped_steps += skipped
+            self.rollbacks += rollback
+        self._event("nan_skipped", f"Skipped non-finite steps up to step {step} ({self.skipped_steps} so far)",
+                    step=step, skipped=self.skipped_steps, reason="loss is not finite")
+        if rollback:
+            self._event("diverged", f"Training diverged at step {step}: rolling back", step=step,
+                        restore_step=max(step - 100, 0))
+            self._event("recovered", f"Recovered at step {step}", step=step, from_step=max(step - 100, 0),
+                        rollbacks=self.rollbacks)
 
     # ---- the loop ----------------------------------------------------------
     def _loop(self) -> None:
@@ -175,7 +193,8 @@ class MockTrainer:
         psnr = 24.0 + 9.0 * (1 - math.exp(-it / 1500)) + random.random() * 0.2
         ssim = 0.76 + 0.16 * (1 - math.exp(-it / 1500))
         metrics = {"iteration": it, "psnr": psnr, "ssim": ssim, "quality": quality(psnr, ssim),
-                   "baseline_psnr": 26.1, "baseline_ssim": 0.78, "baseline_quality": quality(26.1, 0.78)}
+                   "baseline_psnr": 26.1, "baseline_ssim": 0.78, "baseline_quality": quality(26.1, 0.78),
+                   "metric_space": self.metric_space}
         metrics.update(improvement=metrics["quality"] - metrics["baseline_quality"], timestamp=time.time())
         self._validations.append(dict(metrics))
         if self.best_score is None or metrics["quality"] > self.best_score:

@@ -20,7 +20,7 @@ import uvicorn
 from monitor.app import create_app
 from monitor.config import MonitorConfig, TrainerEndpoints
 from monitor.mock import MockTrainer
-from tests.net_support import free_port
+from tests.net_support import free_port, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -60,9 +60,13 @@ def serving(mocks: list[MockTrainer], **config: Any) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def url() -> Iterator[str]:
-    mocks = [MockTrainer("demo", status_hz=10, speed=40, validate_s=1.5).start(),
-             MockTrainer(EVIL, status_hz=5, speed=10).start()]
+def mocks() -> list[MockTrainer]:
+    return [MockTrainer("demo", status_hz=10, speed=40, validate_s=1.5).start(),
+            MockTrainer(EVIL, status_hz=5, speed=10).start()]
+
+
+@pytest.fixture(scope="module")
+def url(mocks: list[MockTrainer]) -> Iterator[str]:
     with serving(mocks) as address:
         yield address
 
@@ -84,7 +88,7 @@ def page(browser: Any, url: str, request: pytest.FixtureRequest) -> Iterator[Any
     pg.goto(url)
     pg.wait_for_selector("#run-select option[value='demo']", state="attached")
     pg.select_option("#run-select", "demo")
-    until(lambda: pg.text_content("#run-name") == "demo" and iteration(pg) > 0, "live status")
+    wait_until(lambda: pg.text_content("#run-name") == "demo" and iteration(pg) > 0, what="live status")
     yield pg
     ARTIFACTS.mkdir(exist_ok=True)
     pg.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
@@ -95,18 +99,9 @@ def iteration(pg: Any) -> int:
     return int(pg.text_content("#m-iteration").replace(",", ""))
 
 
-def until(check: Any, what: str, timeout: float = 10.0) -> None:
-    """Poll from Python: the page's CSP forbids the string eval that wait_for_function uses."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 def test_iteration_updates_live_without_reload(page: Any) -> None:
     first = iteration(page)
-    until(lambda: iteration(page) > first, "a higher iteration")
+    wait_until(lambda: iteration(page) > first, what="a higher iteration")
     assert page.is_visible("#badge-training") and not page.is_visible("#badge-offline")
 
 
@@ -126,7 +121,7 @@ def test_pause_stops_the_count_and_resume_restarts_it(page: Any) -> None:
     assert iteration(page) == held
     assert page.text_content("#btn-pause") == "Resume"
     page.click("#btn-pause")
-    until(lambda: iteration(page) > held, "iterations after resume")
+    wait_until(lambda: iteration(page) > held, what="iterations after resume")
 
 
 @pytest.mark.parametrize("page", [(390, 844)], indirect=True)
@@ -137,7 +132,7 @@ def test_nothing_overflows_at_phone_width(page: Any) -> None:
 
 def test_a_hostile_run_name_is_shown_as_text_and_runs_no_script(page: Any) -> None:
     page.select_option("#run-select", label=EVIL)
-    until(lambda: page.text_content("#run-name") == EVIL, "the hostile run selected")
+    wait_until(lambda: page.text_content("#run-name") == EVIL, what="the hostile run selected")
     assert page.locator("img[src='x']").count() == 0
     assert EVIL in page.text_content("#runs-table")
     assert page.dialogs == []
@@ -147,14 +142,31 @@ def test_token_opened_once_in_the_url_is_kept_for_actions_and_hidden(browser: An
     with serving([MockTrainer("secured", status_hz=10).start()], token="tok123") as address:
         with_token = browser.new_page()
         with_token.goto(address + "?token=tok123")
-        until(lambda: with_token.is_enabled("#btn-save"), "controls enabled")
+        wait_until(lambda: with_token.is_enabled("#btn-save"), what="controls enabled")
         assert "tok123" not in with_token.url
         with_token.click("#btn-save")
-        until(lambda: with_token.text_content("#action-msg") == "save: accepted", "accepted save")
+        wait_until(lambda: with_token.text_content("#action-msg") == "save: accepted", what="accepted save")
         without = browser.new_context().new_page()
         without.goto(address)
-        until(lambda: without.is_enabled("#btn-save"), "controls enabled")
+        wait_until(lambda: without.is_enabled("#btn-save"), what="controls enabled")
         without.click("#btn-save")
-        until(lambda: "token" in without.text_content("#action-msg"), "token refusal")
+        wait_until(lambda: "token" in without.text_content("#action-msg"), what="token refusal")
         with_token.close()
         without.context.close()
+
+
+def test_a_red_badge_counts_skipped_steps_and_rollbacks(page: Any, mocks: list[MockTrainer]) -> None:
+    assert not page.is_visible("#badge-diverged")
+    mocks[0].diverge(3, rollback=True)
+    page.wait_for_selector("#badge-diverged", state="visible")
+    wait_until(lambda: page.text_content("#badge-diverged") == "NaN: 3 steps skipped · 1 rollback",
+               what="the counts on the badge")
+    color = page.eval_on_selector("#badge-diverged", "e => getComputedStyle(e).borderColor")
+    assert color == "rgb(231, 76, 60)"
+    assert "nan_skipped" in page.text_content("#events")
+
+
+def test_the_latest_validation_says_where_psnr_and_ssim_were_measured(page: Any) -> None:
+    page.click("#btn-validate")
+    wait_until(lambda: page.is_visible("#val-space"), 10, what="a validation")
+    assert page.text_content("#val-space") == "PSNR/SSIM on RGB"

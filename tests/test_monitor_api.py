@@ -151,7 +151,7 @@ def test_validation_metrics_and_image_are_served_with_the_right_type(
 
 
 def test_runs_events_and_health_report_what_arrived(client: TestClient, state: MonitorState) -> None:
-    state.ingest("event", frame(1, run="a", kind="start", message="hello"))
+    state.ingest("event", frame(1, run="a", kind="started", message="hello"))
     state.ingest("heartbeat", frame(5, run="a", state="training", iteration=1))
     state.ingest("status", {"broken": True})
     assert {r["run"] for r in client.get("/api/runs").json()["runs"]} == {"a"}
@@ -168,6 +168,15 @@ def test_metrics_are_prometheus_text_with_escaped_run_labels(
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
     assert 'vsrpp_iteration{run="we\\"ird\\nrun"} 7' in response.text
     assert "vsrpp_monitor_frames_total 1" in response.text
+
+
+def test_metrics_export_the_divergence_counters(client: TestClient, state: MonitorState) -> None:
+    state.ingest("status", frame(1, run="spiky", iteration=9, skipped_steps=12, rollbacks=2))
+    state.ingest("status", frame(1, run="calm", iteration=9))
+    text = client.get("/metrics").text
+    assert "# TYPE vsrpp_skipped_steps_total counter" in text and "# TYPE vsrpp_rollbacks_total counter" in text
+    assert 'vsrpp_skipped_steps_total{run="spiky"} 12' in text and 'vsrpp_rollbacks_total{run="spiky"} 2' in text
+    assert 'vsrpp_skipped_steps_total{run="calm"} 0' in text
 
 
 def test_checkpoints_answer_503_without_a_trainer(client: TestClient) -> None:

@@ -114,6 +114,7 @@
     $("badge-training").hidden = !(online && s.is_training && !s.is_validating && !s.is_paused);
     $("badge-validating").hidden = !(online && s.is_validating);
     $("badge-paused").hidden = !(online && s.is_paused);
+    renderDivergence(s);
     text("run-name", selectedName() || "waiting for a trainer…");
     renderCards(s);
     renderActivity(s.activity);
@@ -141,6 +142,13 @@
     text("m-speed", fixed(2)(s.iter_speed));
     text("m-gpu", num(s.gpu_memory, (x) => x.toFixed(1) + " GB"));
     text("m-best", pct(s.best_score));
+  }
+
+  function renderDivergence(s) {
+    const skipped = s.skipped_steps || 0, rollbacks = s.rollbacks || 0, badge = $("badge-diverged");
+    badge.hidden = !(skipped || rollbacks);
+    const plural = (n, word) => n + " " + word + (n === 1 ? "" : "s");
+    text("badge-diverged", "NaN: " + plural(skipped, "step") + " skipped · " + plural(rollbacks, "rollback"));
   }
 
   function renderActivity(act) {
@@ -186,6 +194,8 @@
   function renderValidation(run) {
     const v = run.validation, body = $("val-table").tBodies[0];
     text("val-iter", v ? "iteration " + v.iteration : "none yet");
+    text("val-space", v && v.metric_space === "y" ? "PSNR/SSIM on Y" : "PSNR/SSIM on RGB");
+    $("val-space").hidden = !v;
     const rows = v ? [["Model", v.psnr, v.ssim, v.quality], ["Bilinear", v.baseline_psnr, v.baseline_ssim, v.baseline_quality]] : [];
     body.replaceChildren();
     for (const [name, p, ss, q] of rows) {
@@ -204,7 +214,8 @@
       const tr = body.insertRow();
       cell(tr, num(c.step, (x) => x.toLocaleString()));
       cell(tr, String(c.type ?? ""), "type-" + String(c.type ?? "").replace(/[^a-z]/g, ""));
-      cell(tr, pct(c.quality)); cell(tr, fixed(4)(c.loss)); cell(tr, String(c.date_str ?? ""));
+      if (c.finite === false) cell(tr, "not finite", "not-finite"); else cell(tr, pct(c.quality));
+      cell(tr, fixed(4)(c.loss)); cell(tr, String(c.date_str ?? ""));
     }
     if (!list.length) cell(body.insertRow(), "no checkpoints yet").colSpan = 5;
   }
