@@ -180,7 +180,7 @@ def evaluate_clip(setup: Setup, name: str, frame_names: list[str], gt: np.ndarra
     if min(h, w) - 2 * setup.crop_border < SSIM_WINDOW:
         raise EvaluateError(f"clip {name}: {w}x{h} frames minus a {setup.crop_border} px border are smaller "
                             f"than SSIM's {SSIM_WINDOW}x{SSIM_WINDOW} window")
-    opts = UpscaleOptions(window=max(len(lr), 7), amp=False)
+    opts = UpscaleOptions(window=max(len(lr), 2 * UpscaleOptions.window_overlap + 1), amp=False)  # whole clip
     per_frame: dict[str, list[Tensor]] = {m: [] for m in METHODS}
     outputs = upscale_frames(setup.loaded, to_tensor(lr), opts, setup.device)
     for i, out in enumerate(outputs):
@@ -191,7 +191,8 @@ def evaluate_clip(setup: Setup, name: str, frame_names: list[str], gt: np.ndarra
             (setup.save / name).mkdir(parents=True, exist_ok=True)
             write_png(setup.save / name / f"{frame_names[i]}.png", sr)
         candidates = [sr] + [_upscale_baseline(lr[i], (w, h), m) for m in BASELINES]
-        scores = measure(_frames01(candidates), _frames01([gt[i]] * len(candidates)), setup.crop_border)
+        scores = measure(_frames01(candidates).to(setup.device), _frames01([gt[i]] * len(candidates)).to(setup.device),
+                         setup.crop_border)
         for j, method in enumerate(METHODS):
             per_frame[method].append(torch.stack([scores[k][j] for k in METRICS]))
     means = {m: torch.stack(v).mean(0).tolist() for m, v in per_frame.items()}
