@@ -48,6 +48,20 @@ def load_basicsr_metrics(fetch: bool = True) -> types.ModuleType | None:
         sys.modules.update(saved)
 
 
+def load_basicsr_imresize(fetch: bool = True):
+    """BasicSR 1.4.2's port of MATLAB's imresize (basicsr/utils/matlab_functions.py); None without sdist."""
+    sdist = basicsr_sdist(fetch)
+    if sdist is None:
+        return None
+    src = extract_files(sdist, {"basicsr/utils/matlab_functions.py"})
+    return _load_file("basicsr_matlab_functions", src / "utils" / "matlab_functions.py").imresize
+
+
+def basicsr_bicubic_up(imresize, lr: np.ndarray, scale: float) -> np.ndarray:
+    """MATLAB's bicubic resize of uint8 [h, w, 3] by `scale` with BasicSR's port, rounded to uint8."""
+    return np.clip(np.round(imresize(lr.astype(np.float64) / 255, scale) * 255), 0, 255).astype(np.uint8)
+
+
 def basicsr_y(metrics: types.ModuleType, sr: np.ndarray, gt: np.ndarray, crop: int) -> tuple[float, float]:
     """BasicSR's (PSNR, SSIM) with test_y_channel=True of uint8 RGB HxWx3 frames (it reads BGR, as cv2 does)."""
     a, b = sr[..., ::-1], gt[..., ::-1]
@@ -90,6 +104,23 @@ def max_differences(metrics: types.ModuleType, pairs: int = 8, size: tuple[int, 
     return dp, ds
 
 
+def bicubic_differences(imresize, pairs: int = 4, size: tuple[int, int] = (144, 176)) -> tuple[int, float]:
+    """Our bicubic baseline vs MATLAB's imresize (BasicSR's port) at x2, x3, x4: the largest pixel
+    difference (8-bit levels) and the largest Y-PSNR difference against GT (dB)."""
+    from trainer.evaluate import upscale_baseline
+
+    levels, db = 0, 0.0
+    for seed in range(pairs):
+        gt = degraded_pair(seed, *size)[1]
+        for scale in (2, 3, 4):
+            g = gt[: size[0] // scale * scale, : size[1] // scale * scale]
+            lr = basicsr_bicubic_up(imresize, g, 1 / scale)
+            ours, ref = upscale_baseline(lr, scale, "bicubic"), basicsr_bicubic_up(imresize, lr, scale)
+            levels = max(levels, int(np.abs(ours.astype(int) - ref).max()))
+            db = max(db, abs(ours_y(ours, g, scale)[0] - ours_y(ref, g, scale)[0]))
+    return levels, db
+
+
 def _evaluate_fps(frames: int = 20, size: tuple[int, int] = (144, 176)) -> tuple[float, float]:
     """Frames/s of `python -m trainer.evaluate` (in-process, end to end) on one clip with the default
     vsrpp model, and of that model alone on the same LR frames."""
@@ -129,6 +160,11 @@ def main() -> None:
         dp, ds = max_differences(metrics)
         print(f"Y PSNR  max |ours - BasicSR 1.4.2|: {dp:.2e} dB (goal <= 0.01)")
         print(f"Y SSIM  max |ours - BasicSR 1.4.2|: {ds:.2e}    (goal <= 1e-3)")
+    imresize = load_basicsr_imresize()
+    if imresize is not None:
+        levels, db = bicubic_differences(imresize)
+        print(f"bicubic baseline vs MATLAB imresize (BasicSR's port), x2/x3/x4: max {levels} level(s), "
+              f"Y PSNR max difference {db:.2e} dB")
     fps, model_fps = _evaluate_fps()
     print(f"evaluate, default vsrpp x3, 176x144 GT (58x48 LR), 20 frames, CPU, {torch.get_num_threads()} threads: "
           f"{fps:.1f} frames/s end to end (read, degrade, model, bicubic/bilinear, RGB/Y metrics of all three); "

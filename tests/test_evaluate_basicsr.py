@@ -13,9 +13,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.bench_evaluate import basicsr_y, degraded_pair, load_basicsr_metrics, ours_rgb, ours_y
+from bench.bench_evaluate import (
+    basicsr_bicubic_up,
+    basicsr_y,
+    degraded_pair,
+    load_basicsr_imresize,
+    load_basicsr_metrics,
+    ours_rgb,
+    ours_y,
+)
 from tests.evaluate_support import checkpoint, clip_folders
-from trainer.evaluate import main
+from trainer.evaluate import main, upscale_baseline
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -58,3 +66,13 @@ def test_evaluate_reports_basicsr_numbers_for_the_frames_it_saves(basicsr_metric
             scores.append(basicsr_y(basicsr_metrics, np.asarray(Image.open(saved)), gt, report["crop_border"]))
         assert row["psnr_y"] == pytest.approx(np.mean([p for p, _ in scores]), abs=0.01)
         assert row["ssim_y"] == pytest.approx(np.mean([s for _, s in scores]), abs=1e-3)
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_the_bicubic_baseline_is_matlabs_imresize(basicsr_metrics, scale):
+    imresize = load_basicsr_imresize()  # BasicSR's port of MATLAB's imresize
+    gt = degraded_pair(scale, 60, 84)[1]
+    lr = basicsr_bicubic_up(imresize, gt, 1 / scale)
+    ours, ref = upscale_baseline(lr, scale, "bicubic"), basicsr_bicubic_up(imresize, lr, scale)
+    assert np.abs(ours.astype(int) - ref).max() <= 1  # float32 vs float64 at a rounding edge
+    assert ours_y(ours, gt, scale)[0] == pytest.approx(ours_y(ref, gt, scale)[0], abs=0.01)

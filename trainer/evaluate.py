@@ -12,8 +12,8 @@ The conventions are BasicSR's and mmagic's: the model's output is rounded to 8 b
 measured (so the frames --save writes measure the same again), --crop-border pixels (default: the
 scale) are left out at every edge, Y is BT.601 as MATLAB's rgb2ycbcr; the numbers are averaged
 per frame, then per clip, then over clips. Many-to-many models see each clip whole, as in those
-projects' tests; no autocast. Bicubic and bilinear are PIL's upscales (bicubic a = -0.5, as
-MATLAB's imresize) of the same 8-bit LR.
+projects' tests; no autocast. Bicubic and bilinear are MATLAB's imresize upscales (as papers'
+bicubic rows) of the same 8-bit LR.
 """
 
 from __future__ import annotations
@@ -51,9 +51,10 @@ from trainer.evaluate_report import (
 from trainer.inference import LoadedModel, UpscaleError, UpscaleOptions, load_model, upscale_frames
 from trainer.metrics import METRIC_SPACES, SSIM_WINDOW, psnr_per_image, ssim_per_image
 
-__all__ = ["EvaluateError", "evaluate", "find_clips", "main", "measure", "read_clip"]
+__all__ = ["EvaluateError", "evaluate", "find_clips", "main", "measure", "read_clip", "upscale_baseline"]
 
 BASELINES = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR}
+_MIRROR = 3  # LR pixels mirrored at each edge before resizing: more than the bicubic kernel reaches
 
 
 class EvaluateError(ValueError):
@@ -156,8 +157,17 @@ def measure(sr: Tensor, gt: Tensor, crop_border: int) -> dict[str, Tensor]:
     return out
 
 
-def _upscale_baseline(lr: np.ndarray, size: tuple[int, int], method: str) -> np.ndarray:
-    return np.asarray(Image.fromarray(lr).resize(size, BASELINES[method]))
+def upscale_baseline(lr: np.ndarray, scale: int, method: str) -> np.ndarray:
+    """MATLAB's imresize upscale (bicubic a = -0.5, or bilinear) of uint8 [h, w, 3], as uint8.
+
+    PIL's kernels in float (its 8-bit mode rounds between the two passes) on the frame with its
+    edges mirrored, as MATLAB pads them (PIL would renormalise the kernel at the edges instead).
+    """
+    p = _MIRROR
+    x = np.pad(lr.astype(np.float32), ((p, p), (p, p), (0, 0)), mode="symmetric")
+    size = (x.shape[1] * scale, x.shape[0] * scale)
+    up = np.stack([np.asarray(Image.fromarray(x[..., c]).resize(size, BASELINES[method])) for c in range(3)], -1)
+    return np.clip(np.round(up[p * scale:-p * scale, p * scale:-p * scale]), 0, 255).astype(np.uint8)
 
 
 def _frames01(frames: list[np.ndarray]) -> Tensor:
@@ -190,7 +200,7 @@ def evaluate_clip(setup: Setup, name: str, frame_names: list[str], gt: np.ndarra
         if setup.save is not None:
             (setup.save / name).mkdir(parents=True, exist_ok=True)
             write_png(setup.save / name / f"{frame_names[i]}.png", sr)
-        candidates = [sr] + [_upscale_baseline(lr[i], (w, h), m) for m in BASELINES]
+        candidates = [sr] + [upscale_baseline(lr[i], setup.loaded.scale, m) for m in BASELINES]
         scores = measure(_frames01(candidates).to(setup.device), _frames01([gt[i]] * len(candidates)).to(setup.device),
                          setup.crop_border)
         for j, method in enumerate(METHODS):
