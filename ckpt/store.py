@@ -8,7 +8,6 @@ from __future__ import annotations
 import collections
 import errno
 import os
-import pickle
 import re
 import secrets
 import warnings
@@ -133,24 +132,14 @@ def save_checkpoint(path: str | os.PathLike[str], state: dict) -> Path:
     return path
 
 
-def _damaged(path: Path) -> bool:
-    """torch reports damage and disallowed objects alike; our reader tells them apart."""
-    try:
-        read_structure(str(path))
-    except UnsafeCheckpointError:
-        return False
-    except CheckpointError:
-        return True
-    return False
-
-
 def load_checkpoint(
     path: str | os.PathLike[str], *, allow_unsafe: bool = False, map_location: Any = "cpu"
 ) -> dict:
     """Load with torch.load(weights_only=True); CheckpointError if unreadable or unsafe.
 
-    `allow_unsafe=True` loads a file that pickles arbitrary objects (it runs code from
-    the file, so only for files you trust) and emits a warning.
+    A file torch refuses gets a one-line reason from our own reader (never torch's advice
+    to retry with weights_only=False). `allow_unsafe=True` loads a file that pickles
+    arbitrary objects (it runs code from the file, so only for files you trust) and warns.
     """
     import torch
 
@@ -159,22 +148,34 @@ def load_checkpoint(
         raise CheckpointError(f"no checkpoint file at {path}")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if "weights only" not in str(exc).lower() or _damaged(path):
-            raise CheckpointError(f"checkpoint {path} is corrupt: {exc}") from exc
-        if not allow_unsafe:
-            raise UnsafeCheckpointError(
-                f"checkpoint {path} pickles objects other than tensors and plain containers; "
-                "loading it runs code from the file. If you trust it, load it with "
-                "allow_unsafe=True"
-            ) from exc
+    except Exception as exc:  # torch reports damage with UnpicklingError, RuntimeError, EOFError, ...
+        refused = _refusal(path, exc)
+        if not allow_unsafe or not isinstance(refused, UnsafeCheckpointError):
+            raise refused from None
         warnings.warn(f"loading {path} with full unpickling (allow_unsafe=True)", stacklevel=2)
         state = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as exc:  # torch reports damage with RuntimeError, EOFError, ...
-        raise CheckpointError(f"checkpoint {path} is corrupt or truncated: {exc}") from exc
     if not isinstance(state, dict):
         raise CheckpointError(f"{path} holds a {type(state).__name__}, not a checkpoint dict")
     return state
+
+
+def _refusal(path: Path, exc: Exception) -> CheckpointError:
+    """Why torch could not load `path` safely, in one line of our own words."""
+    if path.stat().st_size == 0:
+        return CheckpointError(f"checkpoint {path} is empty (0 bytes): not a checkpoint")
+    try:
+        read_structure(str(path))
+    except UnsafeCheckpointError as unsafe:
+        return UnsafeCheckpointError(f"checkpoint {path} is refused: {_one_line(unsafe)}; loading it "
+                                     "would run code from the file (not a checkpoint of this project?)")
+    except CheckpointError as damage:
+        return CheckpointError(f"checkpoint {path} is corrupt or not a checkpoint: {_one_line(damage)}")
+    return UnsafeCheckpointError(f"checkpoint {path} holds objects that torch's safe loader refuses "
+                                 f"({type(exc).__name__}); it was not loaded")
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())[:300]
 
 
 def _plain_metrics(path: Path, metrics: Any) -> dict[str, float | None]:

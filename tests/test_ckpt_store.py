@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import pickle
 import zipfile
 from pathlib import Path
 
@@ -116,6 +117,27 @@ def test_truncated_checkpoint_fails_to_load_with_checkpoint_error(tmp_path):
         read_metadata(path)
 
 
+GARBAGE = {
+    "random bytes": os.urandom(4096),
+    "a plain pickle": pickle.dumps({"weights": [1.0, 2.0]}),
+    "text": b"hello, this is not a model\n" * 20,
+    "empty": b"",
+    "half a zip": b"PK\x03\x04" + bytes(200),
+}
+
+
+@pytest.mark.parametrize("content", GARBAGE.values(), ids=GARBAGE.keys())
+def test_a_corrupt_or_foreign_file_gets_one_line_of_ours_and_no_advice_to_load_it_unsafely(tmp_path, content):
+    path = tmp_path / "garbage.pth"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(path)
+    message = str(caught.value)
+    assert "\n" not in message and str(path) in message
+    assert "weights_only" not in message and "will likely succeed" not in message
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+
+
 def test_file_that_is_not_a_dict_is_not_a_checkpoint(tmp_path):
     torch.save([1, 2], tmp_path / "c.pth")
     with pytest.raises(CheckpointError, match="not a checkpoint dict"):
@@ -125,7 +147,7 @@ def test_file_that_is_not_a_dict_is_not_a_checkpoint(tmp_path):
 def test_unsafe_checkpoint_loads_only_when_allowed_and_then_warns(tmp_path):
     path = tmp_path / checkpoint_name(5)
     torch.save({"step": 5, "extra": np.arange(3)}, path)
-    with pytest.raises(UnsafeCheckpointError, match="allow_unsafe=True"):
+    with pytest.raises(UnsafeCheckpointError, match="refused: it pickles numpy.*would run code from the file"):
         load_checkpoint(path)
     with pytest.raises(UnsafeCheckpointError, match="numpy"):
         read_metadata(path)
