@@ -209,7 +209,7 @@ def evaluate_clip(setup: Setup, name: str, frame_names: list[str], gt: np.ndarra
     return clip_row(name, len(gt), means)
 
 
-def evaluate(setup: Setup, data: Path, lr_path: Path | None = None, echo=print) -> dict:
+def evaluate(setup: Setup, data: Path, lr_path: Path | None = None) -> dict:
     """The report {"scale", "crop_border", "clips": [...], "mean": {...}} of every clip under `data`."""
     gt_clips = find_clips(data)
     lr_clips = _pair_lr(gt_clips, find_clips(lr_path)) if lr_path is not None else [None] * len(gt_clips)
@@ -223,7 +223,7 @@ def evaluate(setup: Setup, data: Path, lr_path: Path | None = None, echo=print) 
             lr = read_clip(lr_clip.source)[1]
             gt = _fit(clip.name, gt, lr, scale)
         rows.append(evaluate_clip(setup, clip.name, names, gt, lr))
-        echo(f"  {clip.name}: {len(gt)} frames, PSNR-Y {rows[-1]['psnr_y']:.2f} dB", file=sys.stderr)
+        print(f"  {clip.name}: {len(gt)} frames, PSNR-Y {rows[-1]['psnr_y']:.2f} dB", file=sys.stderr)
     return {"scale": scale, "crop_border": setup.crop_border, "clips": rows, "mean": mean_row(rows)}
 
 
