@@ -94,7 +94,7 @@ def main() -> None:
         read, received = publish_cost(endpoint, with_subscriber=True)
         print(f"{endpoint:<24}{alone:>15.1f}{read:>15.1f}{read / alone:>8.2f}{received:>12,}")
 
-    print("\nping round trip over tcp (ms), the contract asks for < 100:")
+    print("\nping round trip over tcp (ms), the goal is < 100:")
     print(f"{'main thread':<24}{'mean':>10}{'worst':>10}")
     for busy in (False, True):
         mean, worst = ping_ms(busy)

@@ -1,4 +1,4 @@
-"""list_checkpoints: contract fields, numeric order, original files, damaged files, cost."""
+"""list_checkpoints: the fields users rely on, numeric order, original files, damaged files, cost."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def test_missing_directory_lists_nothing(tmp_path):
     assert list_checkpoints(tmp_path / "absent") == []
 
 
-def test_entries_carry_the_contract_fields(tmp_path):
+def test_entries_carry_the_fields_users_rely_on(tmp_path):
     path = save(tmp_path, 1234, "best", quality=0.85, loss=0.0123)
     (entry,) = list_checkpoints(tmp_path)
     assert entry["path"] == str(path)

@@ -1,4 +1,4 @@
-"""Names and parsing (the seed's naming, regex extraction, old/new coexistence, emergency)."""
+"""Names and parsing (the original trainer's naming, regex extraction, old/new coexistence, emergency)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The seed's table and prompt, and select_checkpoint(dir, spec)."""
+"""The resume table and prompt (the original trainer's exact layout), and select_checkpoint(dir, spec)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from ckpt import (
 )
 from tests.ckpt_support import save
 
-SEED_TABLE = """\
+ORIGINAL_TABLE = """\
 ================================================================================
 AVAILABLE CHECKPOINTS (Last 10):
 ================================================================================
@@ -34,15 +34,15 @@ def _entry(step, kind="regular", quality=None, loss=None, status="ok", date="202
             "date_str": date, "filename": f"c{step}", "mtime": 0.0}  # fmt: skip
 
 
-SEED_ENTRIES = [
+ORIGINAL_ENTRIES = [
     _entry(10000, "regular", 0.725, 0.0145, date="2024-01-14 10:23"),
     _entry(12000, "best", 0.753, 0.0132, date="2024-01-14 11:45"),
     _entry(14000, "best", 0.768, 0.0128, date="2024-01-14 13:12"),
 ]
 
 
-def test_table_matches_the_seed_layout_exactly():
-    assert format_table(SEED_ENTRIES) == SEED_TABLE
+def test_table_matches_the_original_trainers_layout_exactly():
+    assert format_table(ORIGINAL_ENTRIES) == ORIGINAL_TABLE
 
 
 def test_table_shows_the_last_n_numbered_from_one_and_marks_damaged_ones():
@@ -68,29 +68,29 @@ def _ask(entries, answer):
 
 
 def test_prompt_enter_takes_the_latest_and_shows_the_table():
-    chosen, shown, prompts = _ask(SEED_ENTRIES, "")
+    chosen, shown, prompts = _ask(ORIGINAL_ENTRIES, "")
     assert chosen["step"] == 14000
-    assert shown == [SEED_TABLE]
+    assert shown == [ORIGINAL_TABLE]
     assert prompts == ["Which checkpoint to load? (number 1-3, Enter for latest): "]
 
 
 def test_prompt_number_takes_that_row():
-    assert _ask(SEED_ENTRIES, " 2 ")[0]["step"] == 12000
+    assert _ask(ORIGINAL_ENTRIES, " 2 ")[0]["step"] == 12000
 
 
 @pytest.mark.parametrize("answer", ["abc", "0", "4", "-1", "1.5"])
 def test_prompt_invalid_input_warns_and_takes_the_latest(answer):
-    chosen, shown, _ = _ask(SEED_ENTRIES, answer)
+    chosen, shown, _ = _ask(ORIGINAL_ENTRIES, answer)
     assert chosen["step"] == 14000
     assert "invalid choice" in shown[-1]
 
 
 def test_prompt_end_of_input_takes_the_latest():
-    assert _ask(SEED_ENTRIES, EOFError())[0]["step"] == 14000
+    assert _ask(ORIGINAL_ENTRIES, EOFError())[0]["step"] == 14000
 
 
 def test_prompt_never_returns_a_corrupt_row():
-    entries = [*SEED_ENTRIES, _entry(16000, status="corrupt")]
+    entries = [*ORIGINAL_ENTRIES, _entry(16000, status="corrupt")]
     chosen, shown, _ = _ask(entries, "4")
     assert chosen["step"] == 14000 and "corrupt" in shown[-1]
     assert _ask(entries, "")[0]["step"] == 14000

@@ -43,7 +43,7 @@ def test_every_topic_round_trips_through_two_frames(topic: str) -> None:
     assert decode_message(frames) == (topic, body)
 
 
-def test_status_carries_every_contract_field() -> None:
+def test_status_requires_every_field_users_rely_on() -> None:
     required = {name for name, field in TOPICS["status"].items() if field.required}
     assert required >= {
         "iteration", "total_loss", "learn_rate", "time_remaining", "iter_speed", "gpu_memory",
