@@ -21,7 +21,7 @@ from trainer.state import TrainingState
 CHECKPOINT_KEYS = ("format_version", "step", "epoch", "timestamp", "type", "model_name", "model_kwargs",
                    "config", "metrics", "model_state_dict", "optimizer_state_dict", "scheduler_state_dict",
                    "scaler_state_dict", "train_state", "rng_state", "data_state")
-TRAIN_STATE_KEYS = ("best_score", "clipper", "adaptive_loss")
+TRAIN_STATE_KEYS = ("best_score", "clipper", "adaptive_loss", "divergence")
 
 
 def to_checkpoint(state: TrainingState, *, step: int, kind: str, config: Config,
@@ -38,7 +38,8 @@ def to_checkpoint(state: TrainingState, *, step: int, kind: str, config: Config,
         "scheduler_state_dict": {"kind": "lr_at", "plateau_boost": state.boost.state_dict()},
         "scaler_state_dict": state.scaler.state_dict() if state.scaler.is_enabled() else None,
         "train_state": {"best_score": state.best_score, "clipper": state.clipper.state_dict(),
-                        "adaptive_loss": state.adaptive.state_dict() if state.adaptive else None},
+                        "adaptive_loss": state.adaptive.state_dict() if state.adaptive else None,
+                        "divergence": state.divergence.state_dict()},
         "rng_state": capture_rng(),
         "data_state": state.batches.state_dict(),
     }
@@ -75,6 +76,8 @@ def from_checkpoint(ckpt: dict[str, Any], state: TrainingState, path: Path) -> i
         state.clipper.load_state_dict(train["clipper"])
     if state.adaptive is not None and train.get("adaptive_loss"):
         state.adaptive.load_state_dict(train["adaptive_loss"])
+    if train.get("divergence"):
+        state.divergence.load_state_dict(train["divergence"])
     boost = (ckpt.get("scheduler_state_dict") or {}).get("plateau_boost")
     if boost:
         state.boost.load_state_dict(boost)

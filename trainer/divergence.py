@@ -149,8 +149,8 @@ class Guard:
     (checkpointed), so a run resumed after a rollback goes on as the straight one. `state` is the
     TrainingState (model, optimizer, scaler, clipper, adaptive); `tel` has `event` and `set_divergence`."""
 
-    def __init__(self, cfg: DivergenceConfig, rank: int = 0) -> None:
-        self.cfg, self.rank = cfg, rank
+    def __init__(self, cfg: DivergenceConfig) -> None:
+        self.cfg = cfg
         self._flags: list[torch.Tensor] = []  # per step since the last read: finite (0-dim bool, device)
         self.consecutive = self.unreported = 0  # as of the last read
         self.skipped = self.rollbacks = self.since_progress = 0
@@ -166,9 +166,10 @@ class Guard:
 
     def inject(self, step: int, frames: torch.Tensor) -> torch.Tensor:
         """The test hook: a NaN batch at the configured steps (1-based, as the step counter after it)."""
-        if step in self.cfg.inject_nan_steps and self.cfg.inject_nan_rank in (-1, self.rank):
-            return torch.full_like(frames, NAN)
-        return frames
+        if step not in self.cfg.inject_nan_steps:
+            return frames
+        rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+        return torch.full_like(frames, NAN) if self.cfg.inject_nan_rank in (-1, rank) else frames
 
     def poison(self, loss: torch.Tensor) -> torch.Tensor:
         return poison(loss) if self.cfg.enabled else loss
@@ -185,6 +186,16 @@ class Guard:
     def step_was_bad(self) -> bool:
         """Whether the last step was skipped (a host read: only where the loop reads anyway)."""
         return bool(self._flags) and not bool(self._flags[-1])
+
+    def adaptive_may_observe(self, step: int, adaptive: Any) -> bool:
+        """Whether the adaptive loss weights may look at this step: not when it was skipped (read only
+        on the steps they measure, which read the device anyway)."""
+        return adaptive is None or not adaptive.due(step) or not self.step_was_bad()
+
+    def totals(self) -> tuple[int, int]:
+        """(skipped steps, rollbacks) so far; reads the pending flags."""
+        self._read()
+        return self.skipped, self.rollbacks
 
     def _read(self) -> None:
         """Fold the flags since the last read into the host counters: one device->host copy."""

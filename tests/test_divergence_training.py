@@ -1,0 +1,135 @@
+"""Divergence in real training runs: a NaN batch is skipped without a trace, LR 1e4 rolls back and stops
+cleanly, nothing non-finite reaches the disk, a resume after a rollback is the straight run, DDP ranks agree."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import ckpt
+from tests.test_resume_exact import StopAt, _assert_same_training_state, _final_state
+from tests.test_resume_exact import _trainer as _tiny_trainer
+from tests.test_trainer_cli import ONE_THREAD, TINY, free_port
+from trainer.control import Action
+from trainer.loop import Trainer
+from trainer.snapshot import unwrap
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+DIVERGENCE = {"divergence.check_every": 1, "divergence.snapshot_every": 2, "divergence.max_skips": 2}
+
+
+def _trainer(run_dir, resume="never", stop_at=None, **over) -> Trainer:
+    return _tiny_trainer(run_dir, resume, stop_at, **{**DIVERGENCE, **over})
+
+
+def _training_state(trainer: Trainer) -> list[torch.Tensor]:
+    state = trainer.parts.state
+    opt = [v for s in state.optimizer.state.values() for v in s.values()]
+    return [t.detach().clone() for t in (*unwrap(state.model).state_dict().values(), *opt)]
+
+
+def events(run_dir) -> list[tuple[str, dict]]:
+    """(kind, data) of every event in the run's training.log: `date time  kind  message {json}`."""
+    found = []
+    for line in (run_dir / "training.log").read_text().splitlines():
+        kind, data = line.split()[2], {}
+        for match in re.finditer(r" \{", line):  # the message may hold braces too: the JSON ends the line
+            try:
+                data = json.loads(line[match.start() + 1:])
+                break
+            except json.JSONDecodeError:
+                continue
+        found.append((kind, data))
+    return found
+
+
+def _all_finite(path) -> bool:
+    state = ckpt.load_checkpoint(path)
+    tensors = list(state["model_state_dict"].values())
+    tensors += [v for s in state["optimizer_state_dict"]["state"].values() for v in s.values()]
+    return all(torch.isfinite(t).all() for t in tensors if t.is_floating_point())
+
+
+def test_an_injected_nan_batch_is_skipped_and_leaves_the_weights_bit_identical(tmp_path):
+    before = _trainer(tmp_path / "a", **{"train.max_iters": 2})
+    assert before.run() == 0
+    skipped = _trainer(tmp_path / "b", **{"train.max_iters": 3, "divergence.inject_nan_steps": [3]})
+    assert skipped.run() == 0
+    assert all(torch.equal(x, y) for x, y in zip(_training_state(before), _training_state(skipped), strict=True))
+    assert skipped.parts.state.clipper.state_dict() == before.parts.state.clipper.state_dict()
+    assert ("nan_skipped", {"step": 3, "skipped": 1, "reason": "non-finite loss or gradient norm"}) \
+        in events(tmp_path / "b")
+    assert skipped.parts.report.telemetry.latest_status()["skipped_steps"] == 1
+
+
+class NanWeightsThenSaveAt(StopAt):
+    """At the top of iteration `step`: one weight becomes NaN, then a `save` command arrives."""
+
+    def drain(self) -> list[Action]:
+        if self.trainer.step != self.step:
+            return []
+        with torch.no_grad():
+            next(unwrap(self.trainer.parts.state.model).parameters()).view(-1)[0] = float("nan")
+        return [Action("save")]
+
+
+def test_a_save_of_nan_weights_is_refused_and_never_written(tmp_path):
+    trainer = _trainer(tmp_path, **{"train.max_iters": 3})
+    trainer.parts.report.controller = NanWeightsThenSaveAt(trainer, 2)
+    assert trainer.run() == 0
+    assert ckpt.list_checkpoints(tmp_path) == []
+    refused = [data for kind, data in events(tmp_path) if kind == "checkpoint_refused"]
+    assert [d["step"] for d in refused] == [2, 3]  # the command's save and the final one
+    assert all("non-finite" in d["reason"] for d in refused)
+
+
+def test_resume_after_a_rollback_continues_as_the_straight_run(tmp_path):
+    over = {"train.max_iters": 9, "divergence.inject_nan_steps": [4, 5]}
+    straight = _trainer(tmp_path / "straight", **over)
+    assert straight.run() == 0
+    kinds = [k for k, _ in events(tmp_path / "straight")]
+    assert kinds.count("diverged") == kinds.count("recovered") == 1
+    split = tmp_path / "split"
+    assert _trainer(split, stop_at=7, **over).run() == 0
+    resumed = _trainer(split, resume="latest", **over)
+    assert resumed.step == 7 and resumed.run() == 0
+    _assert_same_training_state(_final_state(tmp_path / "straight"), _final_state(split))
+
+
+def test_lr_1e4_rolls_back_then_stops_with_one_line_and_only_finite_checkpoints(tmp_path):
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "trainer", "--run-dir", str(run_dir), "--resume", "never",
+           "--pub", f"tcp://127.0.0.1:{free_port()}", "--rep", f"tcp://127.0.0.1:{free_port()}",
+           "--max-iters", "300", "--save-every", "20", "--val-every", "20", *TINY,
+           "--set", "schedule.lr_max=1e4", "--set", "clip.start=1e9", "--set", "clip.adaptive=false"]
+    done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=ONE_THREAD,
+                          timeout=240)
+    assert done.returncode != 0, done.stdout + done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "diverged" in errors[0] and "Traceback" not in done.stderr, done.stderr
+    kinds = [k for k, _ in events(run_dir)]
+    assert kinds.count("recovered") == 3 and "diverged" in kinds
+    paths = [e["path"] for e in ckpt.list_checkpoints(run_dir)]
+    assert all(_all_finite(p) for p in paths)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="gloo over TCP on POSIX")
+def test_ddp_ranks_skip_the_same_steps_when_one_rank_sees_a_nan_batch(tmp_path):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
+           "--master-port", str(free_port()), "-m", "trainer", "--run-dir", str(tmp_path / "run"),
+           "--pub", f"tcp://127.0.0.1:{free_port()}", "--rep", f"tcp://127.0.0.1:{free_port()}",
+           "--max-iters", "6", "--val-every", "100", "--save-every", "100", *TINY,
+           "--set", "divergence.inject_nan_steps=[3]", "--set", "divergence.inject_nan_rank=1",
+           "--set", "divergence.check_every=1"]
+    done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=ONE_THREAD,
+                          timeout=240)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out
+    skipped = dict(re.findall(r"\[rank (\d)\] skipped (\d+) non-finite steps", out))
+    assert skipped == {"0": "1", "1": "1"}, out
