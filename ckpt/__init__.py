@@ -9,7 +9,7 @@ from __future__ import annotations
 from ckpt.errors import CheckpointError, UnsafeCheckpointError
 from ckpt.listing import describe_checkpoint, is_good, list_checkpoints
 from ckpt.naming import checkpoint_name, checkpoint_type, parse_step
-from ckpt.retention import kept_paths, prune
+from ckpt.retention import prune
 from ckpt.selection import format_table, latest_good, prompt_for_checkpoint, select_checkpoint
 from ckpt.store import (
     FORMAT_VERSION,
@@ -28,7 +28,6 @@ __all__ = [
     "describe_checkpoint",
     "format_table",
     "is_good",
-    "kept_paths",
     "latest_good",
     "list_checkpoints",
     "load_checkpoint",

@@ -18,7 +18,7 @@ from pathlib import Path
 from ckpt.errors import CheckpointError
 from ckpt.listing import is_good, is_usable, list_checkpoints
 
-__all__ = ["prune", "kept_paths"]
+__all__ = ["prune"]
 
 _PRUNABLE = ("regular", "best", "emergency")
 
@@ -43,7 +43,7 @@ def _best(entries: list[dict], count: int) -> list[dict]:
     return rated[:count]
 
 
-def kept_paths(
+def _kept_paths(
     entries: list[dict], *, keep_last: int, keep_best: int, keep_emergency: int
 ) -> set[str]:
     """Real paths of the listing entries that a prune with these settings keeps."""
@@ -74,7 +74,7 @@ def prune(
     entries = list_checkpoints(directory)
     if not entries:
         return []
-    keep = kept_paths(
+    keep = _kept_paths(
         entries, keep_last=keep_last, keep_best=keep_best, keep_emergency=keep_emergency
     )
     keep |= {_real(p) for p in protect} | _link_targets(directory)
