@@ -19,7 +19,7 @@ from monitor.app import create_app
 from monitor.config import MonitorConfig
 from monitor.mock import MockTrainer
 from monitor.state import MonitorState
-from tests.test_monitor_api import frame, nobody
+from tests.monitor_support import frame, nobody
 from tests.test_resume_exact import TINY
 from tests.test_trainer_cli import free_port
 from trainer import models

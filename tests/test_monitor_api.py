@@ -12,19 +12,11 @@ from starlette.websockets import WebSocketDisconnect
 
 from monitor.__main__ import main as monitor_main
 from monitor.app import create_app
-from monitor.config import ConfigError, MonitorConfig, TrainerEndpoints
+from monitor.config import ConfigError, MonitorConfig
 from monitor.state import MonitorState
-from tests.net_support import free_port
+from tests.monitor_support import frame, nobody
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
-
-
-def nobody() -> TrainerEndpoints:
-    return TrainerEndpoints(f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}")
-
-
-def frame(seq: int, run: str = "r1", **fields: object) -> dict:
-    return {"v": 1, "run": run, "seq": seq, "ts": 100.0 + seq, **fields}
 
 
 @pytest.fixture
