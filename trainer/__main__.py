@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     from trainer.distributed import env_info
-    from trainer.loop import USER_ERRORS, RunOptions, train
+    from trainer.loop import RUN_STOPS, USER_ERRORS, RunOptions, train
 
     opts = RunOptions(run_dir=Path(args.run_dir), resume=args.resume, pub=args.pub, rep=args.rep,
                       keys=args.keys, insecure=args.insecure)
@@ -113,17 +113,21 @@ def main(argv: list[str] | None = None) -> int:
         monitor = start_monitor(args)
     started = time.monotonic()
     try:
-        return train(cfg, opts)
+        code = train(cfg, opts)
     except USER_ERRORS as exc:  # bad input, not a bug: one clear line, no traceback
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except RUN_STOPS as exc:  # the run stopped itself on purpose, after an emergency checkpoint
+        print(f"error: {exc}\nTraining stopped; the emergency checkpoint is in {args.run_dir}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:  # before the loop's own handlers are in place: nothing to save yet
         print("interrupted before training started; nothing was saved", file=sys.stderr)
         return 130
     finally:
         stop_monitor(monitor)
-        if env_info().is_main:
-            print(f"Finished in {time.monotonic() - started:.0f} s; run folder: {args.run_dir}", flush=True)
+    if env_info().is_main:
+        print(f"Finished in {time.monotonic() - started:.0f} s; run folder: {args.run_dir}", flush=True)
+    return code
 
 
 if __name__ == "__main__":

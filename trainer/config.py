@@ -90,6 +90,7 @@ class TrainConfig:
     val_limit: int = 0  # validate on the first N validation samples only (0 = all)
     adaptive_loss: bool = True  # the adaptive loss weights of [adaptive]
     val_metric_space: str = "rgb"  # validation PSNR/SSIM: rgb, or y as papers (8-bit BT.601 luma, scale border)
+    replica_check_every: int = 100  # DDP: compare the ranks' weights every N steps (and before saves); 0 = saves only
 
     def __post_init__(self) -> None:
         for key in ("max_iters", "batch_size", "accum_steps", "val_every", "save_every", "val_images"):
@@ -98,6 +99,7 @@ class TrainConfig:
         _positive_int("train", "num_workers", self.num_workers, zero_ok=True)
         _positive_int("train", "cpu_threads", self.cpu_threads, zero_ok=True)
         _positive_int("train", "val_limit", self.val_limit, zero_ok=True)
+        _positive_int("train", "replica_check_every", self.replica_check_every, zero_ok=True)
         _choice("train", "device", self.device, ("auto", "cpu", "cuda"))
         _choice("train", "amp", self.amp, ("auto", "bf16", "fp16", "off"))
         _choice("train", "val_metric_space", self.val_metric_space, METRIC_SPACES)

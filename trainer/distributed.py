@@ -1,9 +1,10 @@
 """Data-parallel training under `torchrun` (gloo on CPU, NCCL on CUDA).
 
-Rank 0 publishes, saves and serves commands. At the top of every iteration
-`sync_actions` hands rank 0's drained action list (and any rank's local stop
-request, e.g. a signal) to every rank, so all ranks pause, validate, save and
-stop at the same iteration.
+Rank 0 publishes, validates, saves and serves commands. At the top of every
+iteration `sync_step` hands rank 0's drained action list and its decisions (what
+changes the update rule: LR boost, adaptive loss weights, clip value), and any
+rank's local stop request (e.g. a signal), to every rank, so all ranks pause,
+validate, save, stop and change their update rule at the same iteration.
 """
 
 from __future__ import annotations
@@ -69,13 +70,15 @@ def wrap_model(model: torch.nn.Module, info: DistInfo, device: torch.device) -> 
     return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=partly_frozen)
 
 
-def sync_actions(actions: list[Any], local_stop: bool, info: DistInfo) -> tuple[list[Any], bool]:
-    """Rank 0's actions and whether any rank wants to stop, identical on every rank."""
+def sync_step(actions: list[Any], decisions: Any, local_stop: bool, info: DistInfo) -> tuple[list[Any], Any, bool]:
+    """Rank 0's actions and decisions, and whether any rank wants to stop: identical on every rank."""
     if not info.enabled:
-        return actions, local_stop
+        return actions, decisions, local_stop
     gathered: list[Any] = [None] * info.world_size
-    dist.all_gather_object(gathered, (actions if info.is_main else [], bool(local_stop)))
-    return list(gathered[0][0]), any(stop for _, stop in gathered)
+    mine = (actions, decisions) if info.is_main else ([], None)
+    dist.all_gather_object(gathered, (*mine, bool(local_stop)))
+    actions, decisions, _ = gathered[0]
+    return list(actions), decisions, any(stop for _, _, stop in gathered)
 
 
 def broadcast_object(obj: Any, info: DistInfo) -> Any:

@@ -22,16 +22,17 @@ from trainer.config import Config, ConfigError
 from trainer.console import ResumeError
 from trainer.control import Action, with_setting
 from trainer.data import DataError
-from trainer.distributed import sync_actions
-from trainer.divergence import DivergenceError, optimizer_step
+from trainer.distributed import broadcast_object, sync_step
+from trainer.replicas import ReplicaMismatch
 from trainer.run import Run, build_run
 from trainer.schedule import set_lr
 from trainer.snapshot import capture_rng, restore_rng, unwrap
 
-# Errors that mean "fix your input", reported as one line by `python -m trainer` (a run that keeps
-# diverging after its rollbacks needs other settings too).
+# Errors that mean "fix your input", reported as one line by `python -m trainer`.
 USER_ERRORS = (ConfigError, ResumeError, DataError, protocol.SecurityError, protocol.EndpointError,
-               ckpt.CheckpointError, DivergenceError)
+               ckpt.CheckpointError)
+# Errors by which a run stops itself on purpose (after its emergency checkpoint): one line, exit 3.
+RUN_STOPS = (ReplicaMismatch,)
 
 
 @dataclass
@@ -67,7 +68,6 @@ class Trainer:
                   f"{self.parts.device}", step=self.step, device=str(self.parts.device),
                   world_size=self.parts.dist.world_size)
         tel.set_state("training")
-        state.divergence.start(self.step, state)
         try:
             while self.step < self.cfg.train.max_iters:
                 # commands from the network, the keyboard and signals (same on every rank)
@@ -81,21 +81,20 @@ class Trainer:
                 loss, parts = self._train_step()
                 self.step += 1
                 state.batches.mark_step()
-                # skipped steps counted, a rollback when the run diverged (at fixed steps, on every rank)
-                state.divergence.end_step(self.step, state, tel, self.parts.run_dir)
                 # log (the loss tensor is read only when a status goes out)
                 tel.step(self.step, loss, lr, epoch=state.batches.epoch, **parts)
                 self.parts.report.console.progress(self.step, tel.latest_status())
-                # validate and checkpoint on schedule
-                if self.step % self.cfg.train.val_every == 0 or self.step == self.cfg.train.max_iters:
+                # validate and checkpoint on schedule; DDP replicas compared first, and every N steps
+                last = self.step == self.cfg.train.max_iters
+                val_due, save_due = (last or self.step % every == 0 for every in
+                                     (self.cfg.train.val_every, self.cfg.train.save_every))
+                self.parts.guard.after_step(self.step, check_now=val_due or save_due)
+                if val_due:
                     self.validate()
-                if self.step % self.cfg.train.save_every == 0 or self.step == self.cfg.train.max_iters:
+                if save_due:
                     self.save("regular")
             tel.event("finished", f"Reached max_iters={self.cfg.train.max_iters}", step=self.step)
             return 0
-        except DivergenceError as exc:  # the run stops itself; nothing diverged is saved
-            tel.event("error", f"Training stopped at step {self.step}: {exc}", step=self.step)
-            raise
         except Exception as exc:
             tel.event("error", f"Training failed at step {self.step}: {type(exc).__name__}: {exc}",
                       step=self.step)
@@ -114,23 +113,19 @@ class Trainer:
         for micro in range(accum):
             batch = state.batches.next()
             frames = batch["lr"].to(self.parts.device, non_blocking=True)  # (B, T, 3, h, w)
-            frames = state.divergence.inject(self.step + 1, frames)  # the test hook; else `frames`
             target = batch["gt"].to(self.parts.device, non_blocking=True)  # (B, 3, H, W) or (B, T, 3, H, W)
             with state.no_sync(micro < accum - 1), state.autocast():
                 pred = centre_if_single_target(state.model(frames), target)
                 loss, parts = state.loss_fn(pred, target)
-            # a non-finite loss turns every gradient non-finite, so the gradient norm decides alone
-            state.scaler.scale(state.divergence.poison(loss) / accum).backward()
+            state.scaler.scale(loss / accum).backward()
             total += loss.detach() / accum
         state.scaler.unscale_(state.optimizer)
         grad_norm = state.clip(state.model.parameters())
         self.parts.saver.wait_copied()  # a checkpoint snapshot may still be copying these weights
-        finite = state.divergence.observe(grad_norm)  # on the device: no host sync
-        optimizer_step(state.optimizer, state.scaler, finite)  # none at all for a non-finite step
+        state.scaler.step(state.optimizer)
         state.scaler.update()
         state.optimizer.zero_grad(set_to_none=True)
-        observe = state.divergence.adaptive_may_observe(self.step + 1, state.adaptive)  # not a skipped step
-        if observe and state.adapt_loss_weights(self.step + 1, pred.detach(), target, total, self.parts.dist):
+        if state.adapt_loss_weights(self.step + 1, pred.detach(), target, total):
             weights = state.adaptive.current()
             tel.event("loss_weights", f"Adaptive loss weights now {weights}", step=self.step + 1, **weights)
         if tracked:  # the one read of the activity sums, on the step it is published and logged
@@ -139,17 +134,35 @@ class Trainer:
 
     # ---- commands -------------------------------------------------------------
     def _handle_commands(self) -> bool:
-        """Run queued actions; True when training must stop now."""
+        """Run queued actions, waiting here while paused; True when training must stop now."""
+        stop = self._run_actions()
+        while self.paused and not stop:
+            time.sleep(0.05)
+            stop = self._run_actions()
+        return stop
+
+    def _run_actions(self) -> bool:
+        """Rank 0's queued actions and decisions, taken by every rank; True when training must stop now."""
+        state = self.parts.state
         drained = [a.to_wire() for a in self.parts.report.controller.drain()]
-        actions, stop = sync_actions(drained, self._signal is not None, self.parts.dist)
+        actions, decisions, stop = sync_step(drained, state.decisions(), self._signal is not None,
+                                             self.parts.dist)
+        if not state.decides:
+            state.follow(decisions)
         for name, args, source in actions:
             if self._apply(Action(name, args, source)):
                 return True
-            if self.paused and self._wait_while_paused():
-                return True
+        if actions:  # a `validate` may have started an LR boost: every rank follows before the step
+            self._share_decisions()
         if stop and self._signal is None:
             self._stop_reason = "a signal reached another rank"
         return stop
+
+    def _share_decisions(self) -> None:
+        state = self.parts.state
+        decisions = broadcast_object(state.decisions(), self.parts.dist)
+        if not state.decides:
+            state.follow(decisions)
 
     def _apply(self, action: Action) -> bool:
         name, tel = action.name, self.parts.report.telemetry
@@ -158,6 +171,8 @@ class Trainer:
         if name == "stop":
             self._stop_reason = f"stop requested ({action.source})"
             return True
+        if name in ("validate", "save"):
+            self.parts.guard.check(self.step)
         if name == "validate":
             self.validate()
         elif name == "save":
@@ -172,13 +187,6 @@ class Trainer:
             tel.event("resumed", f"Resumed at step {self.step} ({action.source})", step=self.step)
         elif name == "set":
             self._set(action.args)
-        return False
-
-    def _wait_while_paused(self) -> bool:
-        while self.paused:
-            time.sleep(0.05)
-            if self._handle_commands():
-                return True
         return False
 
     def _set(self, args: dict[str, Any]) -> None:
@@ -200,6 +208,7 @@ class Trainer:
         if self._signal is not None:
             self.save("emergency", sync=True)
             return 128 + self._signal
+        self.parts.guard.check(self.step)
         self.save("regular", sync=True)
         return 0
 
@@ -235,11 +244,6 @@ class Trainer:
         if not self.parts.dist.is_main:
             return None
         saver, path = self.parts.saver, self.parts.saver.path(self.step, kind)
-        refused = self.parts.state.divergence.refuse_reason(self.parts.state)
-        if refused:  # never a broken state on disk (retention could drop the good ones for it)
-            self.parts.report.telemetry.event("checkpoint_refused", f"Checkpoint {path.name} NOT saved: "
-                                              f"{refused}", step=self.step, path=str(path), reason=refused)
-            return None
         train_loss = self.parts.report.telemetry.latest_status().get("total_loss")
         saver.save(lambda: to_checkpoint(self.parts.state, step=self.step, kind=kind, config=self.cfg,
                                          train_loss=train_loss), path, sync=sync)
@@ -261,13 +265,10 @@ class Trainer:
 
     def close(self) -> None:
         self.parts.report.telemetry.set_state("stopped")
-        if self.parts.dist.enabled:  # each rank's own count: DDP ranks skip the same steps
-            skipped, rollbacks = self.parts.state.divergence.totals()
-            print(f"[rank {self.parts.dist.rank}] skipped {skipped} non-finite steps, {rollbacks} rollbacks",
-                  flush=True)
+        digest = self.parts.guard.fingerprint() if self.parts.dist.enabled else ""
         self.parts.close()
         if self.parts.dist.enabled:
-            print(f"[rank {self.parts.dist.rank}] stopped at step {self.step}", flush=True)
+            print(f"[rank {self.parts.dist.rank}] stopped at step {self.step}; replica digest {digest}", flush=True)
         for sig, old in self._old_handlers.items():
             signal.signal(sig, old)
 

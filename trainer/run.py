@@ -22,6 +22,7 @@ from trainer.config import Config, ConfigError
 from trainer.console import KEYS_HINT, choose_checkpoint, is_tty
 from trainer.device import pick_device
 from trainer.distributed import DistInfo, broadcast_object, cleanup, init_distributed, local_device
+from trainer.replicas import ReplicaGuard
 from trainer.reporting import Reporting
 from trainer.saving import CheckpointSaver
 from trainer.snapshot import unwrap
@@ -32,9 +33,10 @@ class Run:
     """A built run: where it trains, what it reports through, what it trains and saves."""
 
     def __init__(self, *, run_dir: Path, device: torch.device, dist: DistInfo, report: Reporting,
-                 state: TrainingState, saver: CheckpointSaver, val_loader: DataLoader, start_step: int) -> None:
+                 state: TrainingState, saver: CheckpointSaver, guard: ReplicaGuard, val_loader: DataLoader,
+                 start_step: int) -> None:
         self.run_dir, self.device, self.dist = run_dir, device, dist
-        self.report, self.state, self.saver = report, state, saver
+        self.report, self.state, self.saver, self.guard = report, state, saver, guard
         self.val_loader = val_loader
         self.start_step = start_step
 
@@ -67,7 +69,7 @@ def build_run(cfg: Config, opts: Any, get_cfg: Callable[[], Config]) -> Run:
         train_ds, val_ds = data.build_datasets(cfg.data)
         if cfg.train.val_limit:
             val_ds = Subset(val_ds, range(min(cfg.train.val_limit, len(val_ds))))
-        state = TrainingState(cfg, device, BatchStream(train_ds, cfg, dist))
+        state = TrainingState(cfg, device, BatchStream(train_ds, cfg, dist), decides=dist.is_main)
         saver = CheckpointSaver(run_dir, report.telemetry, get_cfg)
         if entry is not None:
             saver.resumed_from = Path(entry["path"])
@@ -82,7 +84,8 @@ def build_run(cfg: Config, opts: Any, get_cfg: Callable[[], Config]) -> Run:
         cleanup(dist)
         raise
     val_loader = DataLoader(val_ds, batch_size=1, shuffle=False, num_workers=0)
-    return Run(run_dir=run_dir, device=device, dist=dist, report=report, state=state, saver=saver,
+    guard = ReplicaGuard(state, dist, every=cfg.train.replica_check_every)
+    return Run(run_dir=run_dir, device=device, dist=dist, report=report, state=state, saver=saver, guard=guard,
                val_loader=val_loader, start_step=start_step)
 
 

@@ -8,7 +8,6 @@ object into a checkpoint dict and back.
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -18,16 +17,20 @@ from trainer import adaptive, losses, models, schedule
 from trainer.batches import BatchStream
 from trainer.config import Config, ConfigError
 from trainer.device import amp_dtype
-from trainer.distributed import DistInfo, broadcast_object, wrap_model
-from trainer.divergence import Guard
+from trainer.distributed import DistInfo, wrap_model
 from trainer.snapshot import unwrap
 
 
 class TrainingState:
-    """Built from the config on `device`; `wrap` puts the model into DDP once it is restored."""
+    """Built from the config on `device`; `wrap` puts the model into DDP once it is restored.
 
-    def __init__(self, cfg: Config, device: torch.device, batches: BatchStream) -> None:
+    Under DDP only rank 0 (`decides`) takes the decisions that change the update rule; the others
+    `follow` them at the top of the next iteration (see `decisions`).
+    """
+
+    def __init__(self, cfg: Config, device: torch.device, batches: BatchStream, *, decides: bool = True) -> None:
         self.device = device
+        self.decides = decides
         self.model_name, self.model_kwargs = cfg.model.name, cfg.model.kwargs()
         try:
             self.model = models.build(self.model_name, **self.model_kwargs).to(device)
@@ -41,7 +44,6 @@ class TrainingState:
         self.loss_fn = losses.build_loss(cfg.loss, weights=self.adaptive).to(device)
         self.clipper = adaptive.AdaptiveClipper(cfg.clip)
         self.boost = schedule.PlateauBoost(cfg.schedule)
-        self.divergence = Guard(cfg.divergence)  # skipped steps, rollbacks, the lowered-LR window
         self.batches = batches
         self.best_score: float | None = None  # the best validation quality so far
         self.last_validation: dict[str, Any] = {}  # the latest validation's metrics
@@ -51,8 +53,8 @@ class TrainingState:
 
     # ---- one step -----------------------------------------------------------------
     def lr(self, step: int, cfg: Config) -> float:
-        """This step's LR from the live schedule settings, the plateau boost and a rollback's lowering."""
-        return schedule.lr_at(step, cfg.schedule, boost_start=self.boost.start) * self.divergence.lr_scale(step)
+        """This step's LR from the live schedule settings and the plateau boost."""
+        return schedule.lr_at(step, cfg.schedule, boost_start=self.boost.start)
 
     def prepare_step(self, step: int) -> None:
         """Per-step model switches, pure functions of the step (BasicVSR++: SPyNet frozen before
@@ -74,31 +76,42 @@ class TrainingState:
 
     def clip(self, params: Iterable[torch.nn.Parameter]) -> torch.Tensor:
         norm = torch.nn.utils.clip_grad_norm_(list(params), self.clipper.clip)
-        self.clipper.observe(norm)
+        if self.decides:
+            self.clipper.observe(norm)
         return norm
 
-    def adapt_loss_weights(self, step: int, pred: torch.Tensor, target: torch.Tensor, loss: torch.Tensor,
-                           dist: DistInfo) -> bool:
+    def adapt_loss_weights(self, step: int, pred: torch.Tensor, target: torch.Tensor, loss: torch.Tensor) -> bool:
         """Let the adaptive loss weights look at this step's output; True when they changed."""
-        if self.adaptive is None:
+        if self.adaptive is None or not self.decides:
             return False
-        changed = self.adaptive.observe(step, pred, target, loss)
-        if dist.enabled and self.adaptive.due(step):  # every rank uses rank 0's weights
-            self.adaptive.load_state_dict(broadcast_object(self.adaptive.state_dict(), dist))
-        return changed
+        return self.adaptive.observe(step, pred, target, loss)
+
+    # ---- decisions: taken once (rank 0), followed by every rank at the same step ----------
+    def decisions(self) -> dict[str, Any]:
+        """Everything rank 0 decided that changes the update rule. A new adaptive control joins
+        here and in `follow`; `set` commands and step-driven switches (SPyNet freezing) need not:
+        they reach every rank as actions, or are functions of the step."""
+        return {"boost": self.boost.state_dict(), "clip": self.clipper.clip,
+                "loss_weights": self.adaptive.current() if self.adaptive else None}
+
+    def follow(self, decisions: dict[str, Any]) -> None:
+        """Take rank 0's `decisions` (on the other ranks)."""
+        self.boost.load_state_dict(decisions["boost"])
+        self.clipper.clip = decisions["clip"]
+        if self.adaptive is not None:
+            self.adaptive.weights = dict(decisions["loss_weights"])
 
     def on_config_change(self, cfg: Config) -> None:
         if cfg.clip.start != self.clipper.cfg.start:
             self.clipper.clip = float(cfg.clip.start)
         self.clipper.cfg = cfg.clip
-        self.divergence.cfg = cfg.divergence  # live `set divergence.*` takes effect
 
     # ---- validation -----------------------------------------------------------------
     def record_validation(self, step: int, metrics: dict[str, Any]) -> tuple[bool, bool]:
         """(improved on the best quality, a plateau LR boost starts now)."""
         quality = metrics["quality"]
         boosted = self.boost.observe(step, quality)
-        improved = math.isfinite(quality) and (self.best_score is None or quality > self.best_score)
+        improved = self.best_score is None or quality > self.best_score
         if improved:
             self.best_score = quality
         self.last_validation = metrics
