@@ -184,7 +184,8 @@ def test_patches_layout_is_read_by_the_projects_patch_reader(footage: Path, tmp_
     assert np.array_equal(area_downscale(gt, 2), lr)
 
 
-def test_raw_format_is_rejected_for_patches_and_missing_pyav_names_the_extra(tmp_path: Path, capsys, monkeypatch) -> None:
+def test_raw_format_is_rejected_for_patches_and_missing_pyav_names_the_extra(tmp_path: Path, capsys,
+                                                                            monkeypatch) -> None:
     assert run(tmp_path, "--out", tmp_path / "o", "--layout", "patches", "--format", "raw") == 2
     assert "--format raw is for --layout clips" in capsys.readouterr().err
     write_video(tmp_path / "v.mp4", shot(8, H, W, 1))

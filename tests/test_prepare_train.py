@@ -28,7 +28,8 @@ def videos(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 def test_the_trainer_trains_on_a_prepared_data_set(videos: list[Path], tmp_path: Path, fmt: str) -> None:
     out = tmp_path / "data"
     assert main([*map(str, videos), "--out", str(out), "--frames", "8", "--format", fmt, "--val-fraction", "0.5"]) == 0
-    cmd = [sys.executable, "-m", "trainer", "--data", str(out), "--max-iters", "2", "--run-dir", str(tmp_path / "run"), *TINY]
+    cmd = [sys.executable, "-m", "trainer", "--data", str(out), "--max-iters", "2",
+           "--run-dir", str(tmp_path / "run"), *TINY]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Reached max_iters=2" in done.stdout and "Validation at step 2" in done.stdout

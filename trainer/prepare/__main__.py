@@ -24,10 +24,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="the data set folder (new, or one this command began)")
     p.add_argument("--layout", choices=LAYOUTS, default="clips",
                    help="clips: DIR/{train,val}/CLIP/*.png (default); patches: the original DIR/Patches + DIR/Val")
-    p.add_argument("--frames", type=int, default=0, help="frames per clip (default 30) or patch stack (5 or 7, default 5)")
+    p.add_argument("--frames", type=int, default=0,
+                   help="frames per clip (default 30) or patch stack (5 or 7, default 5)")
     p.add_argument("--scale", type=int, default=DEFAULTS.scale, help="upscaling factor (patches: LR = GT / scale)")
     p.add_argument("--stride", type=int, default=DEFAULTS.stride, help="take every K-th frame")
-    p.add_argument("--clips-per-video", type=int, default=0, help="at most N clips per video, spread evenly (default all)")
+    p.add_argument("--clips-per-video", type=int, default=0,
+                   help="at most N clips per video, spread evenly (default all)")
     p.add_argument("--val-fraction", type=float, default=DEFAULTS.val_fraction, help="share of videos for validation")
     p.add_argument("--seed", type=int, default=DEFAULTS.seed, help="chooses the validation videos")
     p.add_argument("--workers", type=int, default=0, help="processes, one video each (default: CPU cores)")
@@ -37,7 +39,8 @@ def parser() -> argparse.ArgumentParser:
     for name, help_ in (("cut", "colour-histogram change (0-1) between frames that starts a new shot"),
                         ("black", "mean brightness (0-255) under which a frame is black"),
                         ("frozen", "mean frame-to-frame change (0-255) under which a window is frozen"),
-                        ("blur", "blur measure (0 sharp - 1 no detail, Crete et al. 2007) over which a window is out of focus")):
+                        ("blur", "blur measure (0 sharp - 1 no detail, Crete et al. 2007) over which "
+                                 "a window is out of focus")):
         p.add_argument(f"--{name}-threshold", type=float, default=getattr(DEFAULTS, f"{name}_threshold"), help=help_)
     return p
 

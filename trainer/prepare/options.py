@@ -37,7 +37,7 @@ class PrepareOptions:
     cut_threshold: float = 0.2  # colour-histogram change (0-1) between two frames that starts a new shot
     black_threshold: float = 16.0  # a frame whose mean brightness (0-255) is below this is black
     frozen_threshold: float = 1.0  # a window whose mean frame-to-frame change (0-255) is below this is frozen
-    blur_threshold: float = 0.5  # a window whose centre frame's blur measure (0 sharp - 1 flat) is above this is blurred
+    blur_threshold: float = 0.5  # a window whose centre frame's blur (0 sharp - 1 flat) is above this is blurred
 
     def __post_init__(self) -> None:
         if self.layout not in LAYOUTS:

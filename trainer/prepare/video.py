@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +47,31 @@ def _counted(frames: Iterator[np.ndarray], seen: list[int], tick: Callable[[int]
         yield frame
 
 
+class _WriteBehind:
+    """Writes clips on one background thread while the next window decodes (file writes and PNG
+    compression release the GIL). At most one clip waits, so memory stays bounded."""
+
+    def __init__(self, write: Callable[[str, list[np.ndarray]], int]) -> None:
+        self.write, self.items = write, 0
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="prepare-write")
+        self.pending: Future | None = None
+
+    def submit(self, name: str, frames: list[np.ndarray]) -> None:
+        self.wait()
+        self.pending = self.pool.submit(self.write, name, frames)
+
+    def wait(self) -> None:
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            self.items += pending.result()
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            self.pool.shutdown()
+
+
 def prepare_video(job: Job, options: PrepareOptions, out: Path, tick: Callable[[int], None] | None = None) -> dict:
     """Write the video's clips; returns its manifest entry (counts, skipped frames by reason, note or error)."""
     writer = _writer(out, options, job.split)
@@ -53,20 +79,23 @@ def prepare_video(job: Job, options: PrepareOptions, out: Path, tick: Callable[[
                       frozen=options.frozen_threshold, blur=options.blur_threshold)
     wanted = options.clips_per_video
     targets = selection_targets(-(-job.estimate // options.stride), wanted) if wanted else []
-    seen, clips, items = [0], 0, 0
+    seen, clips, behind = [0], 0, _WriteBehind(writer.write)
     try:
         for start, frames in windows(_counted(stream_frames(Path(job.path), options.stride), seen, tick)):
             if wanted and start < targets[clips]:
                 windows.skipped["unselected"] += len(frames)
                 continue
-            items += writer.write(f"{job.name}_{clips:04d}", frames)
+            behind.submit(f"{job.name}_{clips:04d}", frames)
             clips += 1
             if clips == wanted:
                 break  # the rest of the video is not needed
     except DecodeError as exc:
+        behind.close()
         writer.remove(job.name)
         return {"source": job.path, "split": job.split, "error": str(exc)}
+    finally:
+        behind.close()
     if tick is not None:
         tick(seen[0] % TICK_EVERY)
-    return {"source": job.path, "split": job.split, "clips": clips, "items": items, "frames": seen[0],
+    return {"source": job.path, "split": job.split, "clips": clips, "items": behind.items, "frames": seen[0],
             "skipped": windows.skipped, "note": job.note}

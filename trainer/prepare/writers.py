@@ -30,6 +30,15 @@ def save_png(path: Path, rgb: np.ndarray) -> None:
     Image.fromarray(rgb).save(path, format="PNG", compress_level=1)
 
 
+def _save_npy(path: Path, frames: list[np.ndarray]) -> None:
+    """What np.save(path, np.stack(frames)) writes, without the stacked copy."""
+    header = {"descr": "|u1", "fortran_order": False, "shape": (len(frames), *frames[0].shape)}
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, header)
+        for frame in frames:
+            f.write(np.ascontiguousarray(frame).data)
+
+
 def _tmp(out: Path, name: str) -> Path:
     tmp = out / TMP / "tmp" / name
     if tmp.is_dir():
@@ -54,8 +63,7 @@ class ClipWriter:
             return 1
         tmp = _tmp(self.out, final.name)
         if self.fmt == "raw":
-            with open(tmp, "wb") as f:
-                np.save(f, np.stack(frames))
+            _save_npy(tmp, frames)
         else:
             tmp.mkdir()
             for i, frame in enumerate(frames):
