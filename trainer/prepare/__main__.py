@@ -26,7 +26,8 @@ def parser() -> argparse.ArgumentParser:
                    help="clips: DIR/{train,val}/CLIP/*.png (default); patches: the original DIR/Patches + DIR/Val")
     p.add_argument("--frames", type=int, default=0,
                    help="frames per clip (default 30) or patch stack (5 or 7, default 5)")
-    p.add_argument("--scale", type=int, default=DEFAULTS.scale, help="upscaling factor (patches: LR = GT / scale)")
+    p.add_argument("--scale", type=int, default=0,
+                   help="upscaling factor: patches' LR = GT / scale (default 3); clips stay full size (default 4)")
     p.add_argument("--stride", type=int, default=DEFAULTS.stride, help="take every K-th frame")
     p.add_argument("--clips-per-video", type=int, default=0,
                    help="at most N clips per video, spread evenly (default all)")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-__all__ = ["PrepareOptions", "OptionError", "LAYOUTS", "FORMATS", "default_frames", "differing_option"]
+__all__ = ["PrepareOptions", "OptionError", "LAYOUTS", "FORMATS", "default_frames", "default_scale", "differing_option"]
 
 LAYOUTS = ("clips", "patches")
 FORMATS = ("png", "raw")
@@ -22,12 +22,16 @@ def default_frames(layout: str) -> int:
     return 30 if layout == "clips" else 5  # BasicVSR++'s recipe; the original's 5-frame stacks
 
 
+def default_scale(layout: str) -> int:
+    return 4 if layout == "clips" else 3  # BasicVSR++'s x4; the original's 180 -> 540 px patches
+
+
 @dataclass
 class PrepareOptions:
     inputs: list[str] = field(default_factory=list)
     layout: str = "clips"
     frames: int = 0  # 0 = default_frames(layout)
-    scale: int = 4
+    scale: int = 0  # 0 = default_scale(layout); clips keep full resolution, patches are cut at this scale
     stride: int = 1
     clips_per_video: int = 0  # 0 = every clip the video has
     val_fraction: float = 0.1
@@ -47,6 +51,7 @@ class PrepareOptions:
         if self.format == "raw" and self.layout != "clips":
             raise OptionError("--format raw is for --layout clips (patches are the original's PNG layout)")
         self.frames = self.frames or default_frames(self.layout)
+        self.scale = self.scale or default_scale(self.layout)
         if self.layout == "patches" and self.frames not in (5, 7):
             raise OptionError(f"--frames must be 5 or 7 with --layout patches; got {self.frames}")
         if self.frames < 2:
