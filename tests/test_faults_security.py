@@ -154,7 +154,10 @@ def test_checkpoints_load_with_weights_only_and_a_pickled_object_needs_the_opt_i
     assert [where.split(":")[0] for where in unsafe_loads] == ["ckpt/store.py"], unsafe_loads
     path = tmp_path / ckpt.checkpoint_name(5)
     torch.save({"step": 5, "model_state_dict": {}, "hook": Fraction(1, 3)}, path)
-    with pytest.raises(ckpt.UnsafeCheckpointError, match="allow_unsafe"):
+    with pytest.raises(ckpt.UnsafeCheckpointError, match="would run code from the file") as refused:
         ckpt.load_checkpoint(path)
+    assert "allow_unsafe" not in str(refused.value)  # no advice to load a foreign file unsafely
+    with pytest.warns(UserWarning, match="allow_unsafe"):
+        assert ckpt.load_checkpoint(path, allow_unsafe=True)["hook"] == Fraction(1, 3)
     assert ckpt.list_checkpoints(tmp_path)[0]["status"] == "unsafe"
     assert ckpt.select_checkpoint(tmp_path, "latest") is None
