@@ -49,8 +49,8 @@ def test_same_inputs_and_seed_give_the_same_bytes_with_any_worker_count(videos, 
     assert tree(tmp_path / "a") == a
 
 
-def _start(videos: list[Path], out: Path) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "trainer.prepare", *command(videos, out, "--workers", "1")]
+def _start(videos: list[Path], out: Path, workers: int = 1) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "trainer.prepare", *command(videos, out, "--workers", str(workers))]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -62,11 +62,11 @@ def _wait_for_clips(out: Path, count: int, proc: subprocess.Popen) -> None:
         time.sleep(0.002)
 
 
-@pytest.mark.parametrize("clips_before_kill", [1, 13])
+@pytest.mark.parametrize(("clips_before_kill", "workers"), [(1, 1), (13, 2)])
 def test_a_killed_run_started_again_finishes_with_identical_bytes(videos, whole, tmp_path: Path,
-                                                                  clips_before_kill: int) -> None:
+                                                                  clips_before_kill: int, workers: int) -> None:
     out = tmp_path / "killed"
-    proc = _start(videos, out)
+    proc = _start(videos, out, workers)
     _wait_for_clips(out, clips_before_kill, proc)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -86,3 +86,16 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_finishes_the_job(videos, whol
     assert "run the same command again" in proc.stderr.read()
     assert _start(videos, out).wait(timeout=120) == 0
     assert tree(out) == whole
+
+
+def test_a_second_prepare_into_the_same_folder_is_refused_while_the_first_runs(videos, tmp_path: Path,
+                                                                               capsys) -> None:
+    out = tmp_path / "busy"
+    proc = _start(videos, out)
+    try:
+        _wait_for_clips(out, 1, proc)
+        assert main(command(videos, out, "--workers", "1")) == 1
+        assert f"another prepare is writing {out}" in capsys.readouterr().err
+    finally:
+        proc.kill()
+        proc.wait()

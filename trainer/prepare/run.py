@@ -3,11 +3,14 @@ processes (one video per job), record each in the manifest as it finishes, repor
 
 from __future__ import annotations
 
+import ctypes
+import fcntl
 import multiprocessing
 import os
 import signal
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import PrepareError
@@ -20,6 +23,9 @@ from .writers import TMP
 
 __all__ = ["prepare"]
 
+LOCK = "lock"
+PR_SET_PDEATHSIG = 1
+
 
 def prepare(options: PrepareOptions, out: Path, workers: int = 0, *, tty: bool | None = None) -> dict:
     """Make (or finish) the data set in `out`; returns the manifest. PrepareError when nothing is usable."""
@@ -31,23 +37,37 @@ def prepare(options: PrepareOptions, out: Path, workers: int = 0, *, tty: bool |
         raise PrepareError(f"no usable video among {len(paths)} input file(s)" + (f" ({reasons})" if reasons else ""))
     split_by_video(videos, options.val_fraction, options.seed)
     manifest["unreadable"] = unreadable
-    out.mkdir(parents=True, exist_ok=True)
-    save_manifest(out, manifest)
     jobs = [Job(str(v.path), v.name, v.split, v.info.frames, v.info.note)
             for v in videos if v.name not in manifest["videos"]]
-    total = sum(-(-j.estimate // options.stride) for j in jobs)
-    with Progress(total, len(jobs), tty=sys.stderr.isatty() if tty is None else tty) as progress:
-        for name, result in _run(jobs, options, out, workers or os.cpu_count() or 1, progress.advance):
-            manifest["videos"][name] = result
-            save_manifest(out, manifest)
-            progress.finished(name, result)
-    manifest["complete"] = True
-    save_manifest(out, manifest)
+    with _exclusive(out):
+        save_manifest(out, manifest)
+        total = sum(-(-j.estimate // options.stride) for j in jobs)
+        with Progress(total, len(jobs), tty=sys.stderr.isatty() if tty is None else tty) as progress:
+            for name, result in _run(jobs, options, out, workers or os.cpu_count() or 1, progress.advance):
+                manifest["videos"][name] = result
+                save_manifest(out, manifest)
+                progress.finished(name, result)
+        manifest["complete"] = True
+        save_manifest(out, manifest)
+        (out / TMP / LOCK).unlink()
     _remove_tmp(out)
     if not any(v.get("clips") for v in manifest["videos"].values()):
         raise PrepareError("no usable clips: every window was cut short, black, frozen or blurred, or every "
                            f"video failed to decode (see {out / 'prepare.json'}; thresholds are options)")
     return manifest
+
+
+@contextmanager
+def _exclusive(out: Path) -> Iterator[None]:
+    """One prepare at a time per folder (the lock dies with the process, however it ends)."""
+    lock = out / TMP / LOCK
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise PrepareError(f"another prepare is writing {out}; wait for it or stop it") from None
+        yield
 
 
 def _remove_tmp(out: Path) -> None:
@@ -59,9 +79,18 @@ def _remove_tmp(out: Path) -> None:
 _tick = None  # a worker's progress counter (set by _init_worker)
 
 
+def _die_with_parent() -> None:
+    """Linux: a worker is killed when the parent dies (SIGKILL included), so a rerun never races it."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
 def _init_worker(counter) -> None:
     global _tick
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    _die_with_parent()
 
     def tick(n: int) -> None:
         with counter.get_lock():

@@ -81,12 +81,13 @@ class Windows:
         buf: list[np.ndarray] = []
         stats: list[FrameStats] = []
         prev: FrameStats | None = None
+        buf_shape: tuple[int, ...] = ()
         for i, rgb in enumerate(frames):
             now = frame_stats(rgb)
-            if prev is not None and change(prev, now) > self.cut:
+            if prev is not None and (change(prev, now) > self.cut or rgb.shape != buf_shape):
                 self.skipped["shot_end"] += len(buf)
                 buf, stats = [], []
-            prev = now
+            prev, buf_shape = now, rgb.shape  # a change of frame size is a cut too
             buf.append(rgb)
             stats.append(now)
             if len(buf) == self.size:
