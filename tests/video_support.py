@@ -44,9 +44,10 @@ def blurred(frames: list[np.ndarray], radius: int = 4) -> list[np.ndarray]:
 
 def write_video(path: Path, frames: Iterable[np.ndarray], *, fps: int = 25, codec: str = "libx264",
                 pix_fmt: str = "yuv420p", audio: bool = False, crf: int = 12,
-                times_ms: list[int] | None = None) -> Path:
+                times_ms: list[int] | None = None, hdr: bool = False) -> Path:
     """Encode RGB uint8 frames [H, W, 3] (even sizes for yuv420p) into `path`; with `audio`, a
-    stereo 440 Hz AAC track as long as the video; `times_ms`: each frame's time (variable rate)."""
+    stereo 440 Hz AAC track as long as the video; `times_ms`: each frame's time (variable rate);
+    `hdr`: tagged HDR10 (BT.2020 primaries and matrix, PQ transfer; the pixels are not converted)."""
     frames = list(frames)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -54,6 +55,9 @@ def write_video(path: Path, frames: Iterable[np.ndarray], *, fps: int = 25, code
         stream = out.add_stream(codec, rate=fps)
         stream.height, stream.width = frames[0].shape[:2]
         stream.pix_fmt = pix_fmt
+        if hdr:
+            ctx = stream.codec_context
+            ctx.color_primaries, ctx.color_trc, ctx.colorspace = 9, 16, 9  # BT.2020, SMPTE 2084, BT.2020 NCL
         if codec in ("libx264", "libx265"):
             stream.options = {"crf": str(crf), "preset": "ultrafast"}
         sound = out.add_stream("aac", rate=48000) if audio else None
