@@ -137,11 +137,15 @@ def test_an_out_made_with_other_options_is_refused_naming_the_option(footage: Pa
     assert "holds files that prepare did not make" in capsys.readouterr().err
 
 
-def test_ten_bit_video_becomes_8bit_rgb_and_the_summary_says_so(tmp_path: Path, capsys) -> None:
+def test_ten_bit_and_hdr_videos_become_8bit_rgb_and_the_summary_says_so(tmp_path: Path, capsys) -> None:
     frames = shot(16, H, W, 11)
     write_video(tmp_path / "deep.mkv", frames, codec="ffv1", pix_fmt="yuv420p10le")
-    assert run(tmp_path / "deep.mkv", "--out", tmp_path / "out", "--frames", T, "--val-fraction", 0) == 0
-    assert f"converted {tmp_path / 'deep.mkv'}: yuv420p10le -> 8-bit RGB" in capsys.readouterr().out
+    write_video(tmp_path / "hdr.mkv", frames, codec="ffv1", pix_fmt="yuv420p10le", hdr=True)
+    assert run(tmp_path / "deep.mkv", tmp_path / "hdr.mkv", "--out", tmp_path / "out", "--frames", T,
+               "--val-fraction", 0) == 0
+    text = capsys.readouterr().out
+    assert f"converted {tmp_path / 'deep.mkv'}: yuv420p10le -> 8-bit RGB (swscale)\n" in text
+    assert f"converted {tmp_path / 'hdr.mkv'}: yuv420p10le -> 8-bit RGB (swscale); HDR PQ" in text
     clip = clip_arrays(tmp_path / "out" / "train" / "deep_0000")
     assert clip.dtype == np.uint8 and clip.shape == (T, H, W, 3)
     assert np.abs(clip.astype(int) - np.stack(frames[:T])).mean() < 8  # the colours survive
