@@ -7,7 +7,8 @@ The graph takes `lr` [B, T, 3, h, w] in [0, 1] and gives `hr` ([B, 3, sH, sW] fo
 centre frame; [B, T, 3, sH, sW] for basicvsrpp); batch, height and width are dynamic, T is fixed
 (the recurrence is unrolled over it: vsrpp's num_frames, basicvsrpp's --frames, default 15).
 BasicVSR++'s deformable alignment exports through its pure-PyTorch path (GridSample + MatMul,
-opset 17), so any ONNX runtime runs it. The model's name, scale, num_frames, many_to_many and T
+opset 17), so any ONNX runtime runs it; its mirrored-sequence shortcut is traced as off (both flow
+directions are always computed, which gives the same numbers). The model's name, scale, num_frames, many_to_many and T
 travel in the file's metadata_props, so `python -m trainer.upscale --checkpoint model.onnx` needs
 nothing else. --fp16 stores float16 weights and computes in float16 (input and output stay float32).
 """
@@ -95,7 +96,8 @@ def _quiet_stderr() -> Iterator[None]:
 def _frames(loaded: LoadedModel, frames: int | None) -> int:
     if not loaded.many_to_many:
         if frames not in (None, loaded.num_frames):
-            raise ExportError(f"{loaded.name} takes exactly num_frames={loaded.num_frames} frames, not --frames {frames}")
+            raise ExportError(f"{loaded.name} takes exactly num_frames={loaded.num_frames} frames, "
+                              f"not --frames {frames}")
         return loaded.num_frames
     frames = UpscaleOptions().window if frames is None else frames
     if frames < 1:
