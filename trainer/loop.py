@@ -23,14 +23,16 @@ from trainer.console import ResumeError
 from trainer.control import Action, with_setting
 from trainer.data import DataError
 from trainer.distributed import broadcast_object, sync_step
+from trainer.divergence import DivergenceError, optimizer_step
 from trainer.replicas import ReplicaMismatch
 from trainer.run import Run, build_run
 from trainer.schedule import set_lr
 from trainer.snapshot import capture_rng, restore_rng, unwrap
 
-# Errors that mean "fix your input", reported as one line by `python -m trainer`.
+# Errors that mean "fix your input", reported as one line by `python -m trainer` (a run that keeps
+# diverging after its rollbacks needs other settings too).
 USER_ERRORS = (ConfigError, ResumeError, DataError, protocol.SecurityError, protocol.EndpointError,
-               ckpt.CheckpointError)
+               ckpt.CheckpointError, DivergenceError)
 # Errors by which a run stops itself on purpose (after its emergency checkpoint): one line, exit 3.
 RUN_STOPS = (ReplicaMismatch,)
 
@@ -68,6 +70,7 @@ class Trainer:
                   f"{self.parts.device}", step=self.step, device=str(self.parts.device),
                   world_size=self.parts.dist.world_size)
         tel.set_state("training")
+        state.divergence.start(self.step, state)
         try:
             while self.step < self.cfg.train.max_iters:
                 # commands from the network, the keyboard and signals (same on every rank)
@@ -81,6 +84,8 @@ class Trainer:
                 loss, parts = self._train_step()
                 self.step += 1
                 state.batches.mark_step()
+                # skipped steps counted, a rollback when the run diverged (at fixed steps, on every rank)
+                state.divergence.end_step(self.step, state, tel, self.parts.run_dir)
                 # log (the loss tensor is read only when a status goes out)
                 tel.step(self.step, loss, lr, epoch=state.batches.epoch, **parts)
                 self.parts.report.console.progress(self.step, tel.latest_status())
@@ -95,6 +100,9 @@ class Trainer:
                     self.save("regular")
             tel.event("finished", f"Reached max_iters={self.cfg.train.max_iters}", step=self.step)
             return 0
+        except DivergenceError as exc:  # the run stops itself; nothing diverged is saved
+            tel.event("error", f"Training stopped at step {self.step}: {exc}", step=self.step)
+            raise
         except Exception as exc:
             tel.event("error", f"Training failed at step {self.step}: {type(exc).__name__}: {exc}",
                       step=self.step)
@@ -113,19 +121,23 @@ class Trainer:
         for micro in range(accum):
             batch = state.batches.next()
             frames = batch["lr"].to(self.parts.device, non_blocking=True)  # (B, T, 3, h, w)
+            frames = state.divergence.inject(self.step + 1, frames)  # the test hook; else `frames`
             target = batch["gt"].to(self.parts.device, non_blocking=True)  # (B, 3, H, W) or (B, T, 3, H, W)
             with state.no_sync(micro < accum - 1), state.autocast():
                 pred = centre_if_single_target(state.model(frames), target)
                 loss, parts = state.loss_fn(pred, target)
-            state.scaler.scale(loss / accum).backward()
+            # a non-finite loss turns every gradient non-finite, so the gradient norm decides alone
+            state.scaler.scale(state.divergence.poison(loss) / accum).backward()
             total += loss.detach() / accum
         state.scaler.unscale_(state.optimizer)
         grad_norm = state.clip(state.model.parameters())
         self.parts.saver.wait_copied()  # a checkpoint snapshot may still be copying these weights
-        state.scaler.step(state.optimizer)
+        finite = state.divergence.observe(grad_norm)  # on the device: no host sync
+        optimizer_step(state.optimizer, state.scaler, finite)  # none at all for a non-finite step
         state.scaler.update()
         state.optimizer.zero_grad(set_to_none=True)
-        if state.adapt_loss_weights(self.step + 1, pred.detach(), target, total):
+        observe = state.divergence.adaptive_may_observe(self.step + 1, state.adaptive)  # not a skipped step
+        if observe and state.adapt_loss_weights(self.step + 1, pred.detach(), target, total):
             weights = state.adaptive.current()
             tel.event("loss_weights", f"Adaptive loss weights now {weights}", step=self.step + 1, **weights)
         if tracked:  # the one read of the activity sums, on the step it is published and logged
@@ -244,6 +256,11 @@ class Trainer:
         if not self.parts.dist.is_main:
             return None
         saver, path = self.parts.saver, self.parts.saver.path(self.step, kind)
+        refused = self.parts.state.divergence.refuse_reason(self.parts.state)
+        if refused:  # never a broken state on disk (retention could drop the good ones for it)
+            self.parts.report.telemetry.event("checkpoint_refused", f"Checkpoint {path.name} NOT saved: "
+                                              f"{refused}", step=self.step, path=str(path), reason=refused)
+            return None
         train_loss = self.parts.report.telemetry.latest_status().get("total_loss")
         saver.save(lambda: to_checkpoint(self.parts.state, step=self.step, kind=kind, config=self.cfg,
                                          train_loss=train_loss), path, sync=sync)
@@ -265,6 +282,10 @@ class Trainer:
 
     def close(self) -> None:
         self.parts.report.telemetry.set_state("stopped")
+        if self.parts.dist.enabled:  # each rank's own count: DDP ranks skip the same steps
+            skipped, rollbacks = self.parts.state.divergence.totals()
+            print(f"[rank {self.parts.dist.rank}] skipped {skipped} non-finite steps, {rollbacks} rollbacks",
+                  flush=True)
         digest = self.parts.guard.fingerprint() if self.parts.dist.enabled else ""
         self.parts.close()
         if self.parts.dist.enabled:

@@ -8,6 +8,7 @@ object into a checkpoint dict and back.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -18,6 +19,7 @@ from trainer.batches import BatchStream
 from trainer.config import Config, ConfigError
 from trainer.device import amp_dtype
 from trainer.distributed import DistInfo, wrap_model
+from trainer.divergence import Guard
 from trainer.snapshot import unwrap
 
 
@@ -44,6 +46,7 @@ class TrainingState:
         self.loss_fn = losses.build_loss(cfg.loss, weights=self.adaptive).to(device)
         self.clipper = adaptive.AdaptiveClipper(cfg.clip)
         self.boost = schedule.PlateauBoost(cfg.schedule)
+        self.divergence = Guard(cfg.divergence)  # skipped steps, rollbacks, the lowered-LR window
         self.batches = batches
         self.best_score: float | None = None  # the best validation quality so far
         self.last_validation: dict[str, Any] = {}  # the latest validation's metrics
@@ -53,8 +56,8 @@ class TrainingState:
 
     # ---- one step -----------------------------------------------------------------
     def lr(self, step: int, cfg: Config) -> float:
-        """This step's LR from the live schedule settings and the plateau boost."""
-        return schedule.lr_at(step, cfg.schedule, boost_start=self.boost.start)
+        """This step's LR from the live schedule settings, the plateau boost and a rollback's lowering."""
+        return schedule.lr_at(step, cfg.schedule, boost_start=self.boost.start) * self.divergence.lr_scale(step)
 
     def prepare_step(self, step: int) -> None:
         """Per-step model switches, pure functions of the step (BasicVSR++: SPyNet frozen before
@@ -111,7 +114,7 @@ class TrainingState:
         """(improved on the best quality, a plateau LR boost starts now)."""
         quality = metrics["quality"]
         boosted = self.boost.observe(step, quality)
-        improved = self.best_score is None or quality > self.best_score
+        improved = math.isfinite(quality) and (self.best_score is None or quality > self.best_score)
         if improved:
             self.best_score = quality
         self.last_validation = metrics
