@@ -1,0 +1,138 @@
+"""Divergence figures: cost of the non-finite checks per step (on/off side by side), and how far one
+injected NaN batch moves a run's final PSNR on the embedded set.
+
+Run with `python -m bench divergence` (env BENCH_DIVERGENCE_ITERS: steps of the spike runs, default 600).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from trainer import models
+from trainer.adaptive import AdaptiveClipper
+from trainer.config import load_config
+from trainer.divergence import DivergenceConfig, Guard, optimizer_step
+
+GOAL_PCT = 0.5
+SPIKE_GOAL_DB = 0.1
+
+
+class _Step:
+    """One real training step (VSR++ forward/backward, clip, AdamW), with or without the guard."""
+
+    def __init__(self, fused: bool) -> None:
+        torch.manual_seed(0)
+        cfg = load_config()  # the default recipe's model, batch and crop size
+        self.model = models.build(cfg.model.name, **cfg.model.kwargs())
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-4, fused=fused)
+        self.scaler = torch.amp.GradScaler("cpu", enabled=False)
+        self.clipper, self.adaptive = AdaptiveClipper(), None
+        b, t, p, s = cfg.train.batch_size, cfg.model.num_frames, cfg.data.patch_size, cfg.model.scale
+        self.x, self.y = torch.rand(b, t, 3, p, p), torch.rand(b, 3, p * s, p * s)
+        self.guard = Guard(DivergenceConfig())
+        self.step = 0
+
+    def run(self, guarded: bool) -> None:
+        loss = (self.model(self.x) - self.y).abs().mean()
+        if guarded:
+            loss = self.guard.poison(loss)
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(list(self.model.parameters()), self.clipper.clip)
+        self.clipper.observe(norm)
+        bad = self.guard.observe(norm) if guarded else None
+        optimizer_step(self.optimizer, self.scaler, bad)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        if guarded:
+            self.guard.end_step(self.step, self, _Silent(), Path("."))
+
+    def rate(self, guarded: bool, seconds: float) -> float:
+        """Steps per CPU-second of this process (other processes on a busy machine barely move it)."""
+        n, start, cpu0 = 0, time.perf_counter(), time.process_time()
+        while time.perf_counter() - start < seconds:
+            self.run(guarded)
+            n += 1
+        return n / (time.process_time() - cpu0)
+
+
+class _Silent:
+    def event(self, *_a, **_k) -> None:
+        pass
+
+    def set_divergence(self, *_a) -> None:
+        pass
+
+
+def _checks_alone_us(fused: bool, n: int = 2000) -> float:
+    """Microseconds per step of the added work alone: poison, flag, skip decision, amortized host read."""
+    guard, loss = Guard(DivergenceConfig()), torch.tensor(0.5, requires_grad=True)
+    norm, times = torch.tensor(1.0), []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        for i in range(1, n + 1):
+            guard.poison(loss)
+            finite = guard.observe(norm)
+            _ = torch.where(finite, 0.0, 1.0) if fused else bool(finite)
+            if i % guard.cfg.check_every == 0:
+                guard._read()
+        times.append((time.perf_counter() - t0) / n * 1e6)
+    return statistics.median(times)
+
+
+def check_cost(rounds: int = 10, seconds: float = 2.0) -> None:
+    torch.set_num_threads(1)  # steady CPU-time rates on a shared machine
+    for fused in (False, True):
+        step = _Step(fused)
+        step.rate(True, 0.5)  # warm-up
+        pairs = []
+        for i in range(rounds):  # interleaved A/B, order alternating, so machine noise hits both
+            order = (True, False) if i % 2 else (False, True)
+            rates = {g: step.rate(g, seconds) for g in order}
+            pairs.append((rates[False], rates[True]))
+        off = statistics.median(p[0] for p in pairs)
+        on = statistics.median(p[1] for p in pairs)
+        cost = statistics.median((p[0] / p[1] - 1) * 100 for p in pairs)
+        step_us = 1e6 / off
+        alone = _checks_alone_us(fused)
+        print(f"{'fused' if fused else 'for-loop'} AdamW, CPU, default recipe step: off {off:.1f} steps/s, "
+              f"on {on:.1f} steps/s, A/B cost {cost:+.2f}% (median of {rounds} pairs); checks alone "
+              f"{alone:.1f} us = {alone / step_us * 100:.3f}% of a {step_us / 1000:.1f} ms step "
+              f"(goal <= {GOAL_PCT}%)", flush=True)
+
+
+def _final_psnr(run_dir: Path, iters: int, inject: list[int]) -> float:
+    from trainer.loop import RunOptions, Trainer
+
+    cfg = load_config(overrides={"train.max_iters": iters, "train.val_every": iters, "train.save_every": iters,
+                                 "telemetry.tensorboard": False, "divergence.inject_nan_steps": inject})
+    opts = RunOptions(run_dir=run_dir, resume="never", pub=None, rep=None, interactive=False, console=False)
+    trainer = Trainer(cfg, opts)
+    assert trainer.run() == 0
+    return float(trainer.parts.state.last_validation["psnr"])
+
+
+def spike_figure() -> None:
+    iters = int(os.environ.get("BENCH_DIVERGENCE_ITERS", 600))
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        clean = _final_psnr(Path(tmp) / "clean", iters, [])
+        spiked = _final_psnr(Path(tmp) / "spiked", iters, [iters // 2])
+    diff = spiked - clean
+    print(f"embedded set, default config, {iters} steps: final PSNR {clean:.3f} dB without a spike, "
+          f"{spiked:.3f} dB with one NaN batch at step {iters // 2}: {diff:+.3f} dB (goal |diff| <= "
+          f"{SPIKE_GOAL_DB} dB) [{time.perf_counter() - t0:.0f} s]", flush=True)
+
+
+def main() -> None:
+    check_cost()
+    spike_figure()
+
+
+if __name__ == "__main__":
+    main()
