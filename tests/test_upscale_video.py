@@ -99,7 +99,7 @@ def _counting(frames: torch.Tensor, pulled: list[int]):
         yield frame
 
 
-@pytest.mark.parametrize("t", [4, 11, 20])
+@pytest.mark.parametrize("t", [4, 11])
 def test_a_stream_of_chunks_equals_the_model_on_chunk_spans_and_reads_only_one_chunk_ahead(tmp_path, t):
     loaded = load_model(_checkpoint(tmp_path / "b.pth", "basicvsrpp", BVPP), CPU)
     frames, pulled, ahead = torch.rand(t, 3, 8, 8), [], []
@@ -143,13 +143,13 @@ def test_corrupt_video_and_corrupt_checkpoint_are_one_line_errors(tmp_path, caps
 
 def test_ctrl_c_leaves_a_playable_file_and_says_it_is_partial(tmp_path):
     ckpt = _checkpoint(tmp_path / "m.pth", "vsrpp", {**VSRPP, "n_feats": 16})
-    src = write_video(tmp_path / "long.mp4", shot(400, 64, 96, seed=3), audio=True)
+    src = write_video(tmp_path / "long.mp4", shot(200, 48, 64, seed=3), audio=True)
     out = tmp_path / "out.mp4"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
     proc = subprocess.Popen([sys.executable, "-m", "trainer.upscale", "--checkpoint", str(ckpt), "--input", str(src),
                              "--output", str(out), "--device", "cpu"], stderr=subprocess.PIPE, env=env)
     seen = b""
-    while not any(int(n) >= 10 for n in re.findall(rb"(\d+)/400", seen)):  # tqdm's progress
+    while not any(int(n) >= 10 for n in re.findall(rb"(\d+)/200", seen)):  # tqdm's progress
         chunk = proc.stderr.read1(256)
         assert chunk, seen
         seen += chunk
@@ -158,4 +158,4 @@ def test_ctrl_c_leaves_a_playable_file_and_says_it_is_partial(tmp_path):
     assert proc.wait(timeout=60) == 130, err
     assert b"PARTIAL" in err
     frames = read_video(out)
-    assert 10 <= len(frames) < 400 and frames[0].shape == (192, 288, 3)
+    assert 10 <= len(frames) < 200 and frames[0].shape == (144, 192, 3)

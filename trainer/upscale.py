@@ -84,8 +84,10 @@ def _encode(sink: FrameSink, encoded: queue.Queue, errors: list[BaseException]) 
                 sink.mux(*rest)
             else:
                 sink.write(*rest)
-        except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which raises it
+        except (UpscaleError, OSError) as exc:
             errors.append(exc)
+        except Exception as exc:  # noqa: BLE001 - an encoder/muxer refusal (av.FFmpegError ...), in words
+            errors.append(UpscaleError(f"cannot write {sink.path}: {exc}"))
 
 
 def run_pipeline(loaded: LoadedModel, source, sink: FrameSink, opts: UpscaleOptions, device: torch.device,
