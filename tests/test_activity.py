@@ -20,8 +20,8 @@ from monitor.config import MonitorConfig
 from monitor.mock import MockTrainer
 from monitor.state import MonitorState
 from tests.monitor_support import frame, nobody
-from tests.test_resume_exact import TINY
-from tests.test_trainer_cli import free_port
+from tests.trainer_support import TINY_SETTINGS as TINY
+from tests.trainer_support import free_port
 from trainer import models
 from trainer.config import TelemetryConfig, load_config
 from trainer.loop import RunOptions, Trainer

@@ -11,15 +11,13 @@ import torch
 from PIL import Image
 
 import ckpt
-from tests.test_resume_exact import (
-    TINY,
-    StopAt,
-    _assert_same_training_state,
-    _final_state,
-)
+from tests.trainer_support import TINY_SETTINGS as TINY
+from tests.trainer_support import assert_same_training_state as _assert_same_training_state
+from tests.trainer_support import final_state as _final_state
+from tests.trainer_support import make_trainer
 from trainer import models
 from trainer.config import ConfigError, load_config
-from trainer.loop import RunOptions, Trainer, centre_if_single_target
+from trainer.loop import Trainer, centre_if_single_target
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -31,12 +29,7 @@ BVPP = {**TINY, "model.name": "basicvsrpp", "model.n_feats": 16, "model.n_blocks
 
 
 def _trainer(run_dir: Path, resume: str = "never", stop_at: int | None = None, **over) -> Trainer:
-    cfg = load_config(overrides={**BVPP, **over})
-    opts = RunOptions(run_dir=run_dir, resume=resume, pub=None, rep=None, interactive=False, console=False)
-    trainer = Trainer(cfg, opts)
-    if stop_at is not None:
-        trainer.parts.report.controller = StopAt(trainer, stop_at)
-    return trainer
+    return make_trainer(run_dir, resume, stop_at, **{**BVPP, **over})
 
 
 def _spynet(trainer: Trainer) -> dict[str, torch.Tensor]:

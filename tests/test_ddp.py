@@ -10,15 +10,17 @@ import pytest
 
 import ckpt
 import protocol
-from tests.test_trainer_cli import ONE_THREAD, TINY, free_port, wait_for
+from tests.trainer_support import ONE_THREAD, free_port, wait_for
+from tests.trainer_support import TINY_FLAGS as TINY
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="gloo over TCP on POSIX")
 
 
 def test_stop_command_reaches_both_ranks_at_the_same_step(tmp_path):
     pub, rep = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1", "--master-port",
-           str(free_port()), "-m", "trainer", "--run-dir", str(tmp_path / "run"), "--pub", pub, "--rep", rep,
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
+           "--master-port", str(free_port()), "-m", "trainer", "--run-dir", str(tmp_path / "run"),
+           "--pub", pub, "--rep", rep,
            "--max-iters", "100000", "--val-every", "100000", "--save-every", "100000", *TINY,
            "--set", "adaptive.warmup=1", "--set", "adaptive.every=1"]  # rank 0's loss weights every step
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

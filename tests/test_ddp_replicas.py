@@ -12,7 +12,8 @@ import pytest
 
 import ckpt
 import protocol
-from tests.test_trainer_cli import ONE_THREAD, TINY, free_port, wait_for
+from tests.trainer_support import ONE_THREAD, free_port, wait_for
+from tests.trainer_support import TINY_FLAGS as TINY
 from trainer.replicas import PERTURB_ENV
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="gloo over TCP on POSIX")

@@ -3,56 +3,28 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 
+import numpy as np
 import pytest
 import torch
 
 import ckpt
-from trainer.config import load_config
+from tests.trainer_support import (
+    TINY_SETTINGS,
+    ScriptedCommands,
+    StopAt,
+    assert_same_checkpoint,
+    assert_same_training_state,
+    final_state,
+    make_trainer,
+)
 from trainer.control import Action
-from trainer.loop import RunOptions, Trainer
 
-TINY = {"model.n_feats": 4, "model.n_blocks": 2, "data.patch_size": 8, "train.batch_size": 2,
-        "train.val_every": 1000, "train.save_every": 1000, "train.val_images": 1, "train.val_limit": 2,
-        "telemetry.tensorboard": False, "adaptive.warmup": 2, "adaptive.every": 2, "adaptive.cooldown": 2,
-        "clip.min_history": 2, "clip.flush_every": 2, "schedule.warmup_iters": 2, "train.cpu_threads": 1}
-
-
-class StopAt:
-    """Stands in for the command server: asks for `stop` at the top of iteration `step`."""
-
-    def __init__(self, trainer: Trainer, step: int) -> None:
-        self.trainer, self.step = trainer, step
-
-    def drain(self) -> list[Action]:
-        return [Action("stop")] if self.trainer.step == self.step else []
-
-    def close(self) -> None:
-        pass
-
-
-def _trainer(run_dir, resume="never", stop_at=None, **over) -> Trainer:
-    cfg = load_config(overrides={**TINY, "train.max_iters": 6, **over})
-    opts = RunOptions(run_dir=run_dir, resume=resume, pub=None, rep=None, interactive=False, console=False)
-    trainer = Trainer(cfg, opts)
-    if stop_at is not None:
-        trainer.parts.report.controller = StopAt(trainer, stop_at)
-    return trainer
-
-
-def _final_state(run_dir) -> dict:
-    entry = ckpt.select_checkpoint(run_dir, "latest")
-    return ckpt.load_checkpoint(entry["path"])
-
-
-def _assert_same_training_state(a: dict, b: dict) -> None:
-    for key, value in a["model_state_dict"].items():
-        assert torch.equal(value, b["model_state_dict"][key]), key
-    for x, y in zip(a["optimizer_state_dict"]["state"].values(), b["optimizer_state_dict"]["state"].values(),
-                    strict=True):
-        assert all(torch.equal(x[k], y[k]) for k in x)
-    assert a["train_state"] == b["train_state"] and a["data_state"] == b["data_state"]
+# Old names, kept while other test modules still import them from here.
+TINY, _trainer, _final_state, _assert_same_training_state = (TINY_SETTINGS, make_trainer, final_state,
+                                                             assert_same_training_state)
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -61,22 +33,22 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module")
 def straight(tmp_path_factory, one_torch_thread) -> dict:
     run_dir = tmp_path_factory.mktemp("straight")
-    assert _trainer(run_dir).run() == 0
-    return _final_state(run_dir)
+    assert make_trainer(run_dir).run() == 0
+    return final_state(run_dir)
 
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_stop_and_resume_gives_bit_identical_weights(tmp_path, straight, workers):
     """The straight run uses no workers: the data order does not depend on the worker count either."""
     split = tmp_path / "split"
-    assert _trainer(split, stop_at=3, **{"train.num_workers": workers}).run() == 0
+    assert make_trainer(split, stop_at=3, **{"train.num_workers": workers}).run() == 0
     assert [e["step"] for e in ckpt.list_checkpoints(split)] == [3]
-    resumed = _trainer(split, resume="latest", **{"train.num_workers": workers})
+    resumed = make_trainer(split, resume="latest", **{"train.num_workers": workers})
     assert resumed.step == 3
     assert resumed.run() == 0
-    b = _final_state(split)
+    b = final_state(split)
     assert straight["step"] == b["step"] == 6
-    _assert_same_training_state(straight, b)
+    assert_same_training_state(straight, b)
 
 
 class CtrlCTwiceAt(StopAt):
@@ -91,12 +63,66 @@ class CtrlCTwiceAt(StopAt):
 
 def test_ctrl_c_twice_leaves_one_exact_emergency_checkpoint(tmp_path, straight):
     run_dir = tmp_path / "run"
-    trainer = _trainer(run_dir)
+    trainer = make_trainer(run_dir)
     trainer.parts.report.controller = CtrlCTwiceAt(trainer, 3)
     assert trainer.run() == 128 + signal.SIGINT
     assert signal.getsignal(signal.SIGINT) is not None  # the trainer's handler is gone again
     entries = ckpt.list_checkpoints(run_dir)
     assert [(e["step"], e["type"], e["status"]) for e in entries] == [(3, "emergency", "ok")]
-    resumed = _trainer(run_dir, resume="latest")
+    resumed = make_trainer(run_dir, resume="latest")
     assert resumed.step == 3 and resumed.run() == 0
-    _assert_same_training_state(straight, _final_state(run_dir))
+    assert_same_training_state(straight, final_state(run_dir))
+
+
+def _other_code_draws_random_numbers() -> None:
+    """What other code in the process (tests, a user's tools) does to the global generators."""
+    np.random.seed(1234)
+    random.seed(1234)
+    np.random.rand(7)
+    random.random()
+    torch.rand(7)
+
+
+def test_two_runs_with_the_same_seed_save_identical_checkpoints_rng_states_included(tmp_path, straight):
+    _other_code_draws_random_numbers()
+    assert make_trainer(tmp_path / "again").run() == 0
+    assert_same_checkpoint(straight, final_state(tmp_path / "again"))
+
+
+def test_a_crashed_and_resumed_run_saves_the_straight_runs_checkpoint_rng_states_included(tmp_path, straight):
+    run_dir = tmp_path / "run"
+    trainer = make_trainer(run_dir)
+    trainer.parts.report.controller = CtrlCTwiceAt(trainer, 3)
+    assert trainer.run() == 128 + signal.SIGINT
+    _other_code_draws_random_numbers()
+    assert make_trainer(run_dir, resume="latest").run() == 0
+    assert_same_checkpoint(straight, final_state(run_dir))
+
+
+def test_the_seed_fixes_numpy_and_python_random_too(tmp_path):
+    make_trainer(tmp_path / "a", **{"train.max_iters": 1}).parts.close()
+    drawn = (np.random.rand(), random.random(), torch.rand(1).item())
+    _other_code_draws_random_numbers()
+    make_trainer(tmp_path / "b", **{"train.max_iters": 1}).parts.close()
+    assert (np.random.rand(), random.random(), torch.rand(1).item()) == drawn
+
+
+class PauseThenSetAndResume(ScriptedCommands):
+    """`pause` at the top of iteration 2; once paused, a `set` and a `resume` in the same drain."""
+
+    def __init__(self, trainer) -> None:
+        super().__init__(trainer, {2: [Action("pause")]})
+        self.sent = False
+
+    def drain(self) -> list[Action]:
+        if self.trainer.paused and not self.sent:
+            self.sent = True
+            return [Action("set", {"key": "schedule.lr_max", "value": 1e-3}), Action("resume")]
+        return super().drain()
+
+
+def test_set_and_resume_sent_together_while_paused_are_both_applied(tmp_path):
+    trainer = make_trainer(tmp_path / "run")
+    trainer.parts.report.controller = PauseThenSetAndResume(trainer)
+    assert trainer.run() == 0
+    assert trainer.step == 6 and trainer.cfg.schedule.lr_max == 1e-3

@@ -4,47 +4,15 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import subprocess
-import sys
-import time
 
 import pytest
 
 import ckpt
 import protocol
+from tests.trainer_support import ONE_THREAD, TINY_FLAGS, free_port, start_trainer, wait_for  # noqa: F401
 
-TINY = ["--set", "model.n_feats=4", "--set", "model.n_blocks=2", "--set", "data.patch_size=8",
-        "--set", "train.batch_size=1", "--set", "train.val_limit=2", "--set", "train.val_images=1",
-        "--set", "telemetry.tensorboard=false", "--set", "train.num_workers=0", "--no-monitor", "--device", "cpu"]
-
-
-# Two torch threads per process spin badly on a busy 2-core box; tests train tiny models anyway.
-ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_trainer(run_dir, *extra: str) -> tuple[subprocess.Popen, str, str]:
-    pub, rep = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
-    cmd = [sys.executable, "-m", "trainer", "--run-dir", str(run_dir), "--pub", pub, "--rep", rep,
-           "--max-iters", "100000", "--val-every", "100000", "--save-every", "100000", *TINY, *extra]
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env=ONE_THREAD, start_new_session=True)
-    return proc, pub, rep
-
-
-def wait_for(sub: protocol.Subscriber, pred, timeout: float = 60.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        msg = sub.recv(200)
-        if msg is not None and pred(*msg):
-            return msg[1]
-    raise AssertionError("expected message never arrived")
+# Old name, kept while other test modules still import it (and the helpers above) from here.
+TINY = TINY_FLAGS
 
 
 @pytest.fixture

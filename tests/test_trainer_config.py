@@ -21,8 +21,8 @@ def test_default_file_loads_and_matches_the_dataclass_defaults_keys():
     cfg = load_config()
     assert isinstance(cfg, Config)
     assert cfg.model.name == "vsrpp"
-    assert set(cfg.to_dict()) == {"model", "data", "schedule", "loss", "adaptive", "clip", "train", "checkpoint", "telemetry",
-                                  "divergence"}
+    assert set(cfg.to_dict()) == {"model", "data", "schedule", "loss", "adaptive", "clip", "train", "checkpoint",
+                                  "telemetry", "divergence"}
 
 
 def test_negative_batch_size_error_names_the_key_and_value():

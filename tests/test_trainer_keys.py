@@ -13,8 +13,9 @@ import pytest
 
 import ckpt
 import protocol
-from tests.test_resume_exact import _trainer
-from tests.test_trainer_cli import ONE_THREAD, TINY, free_port, wait_for
+from tests.trainer_support import ONE_THREAD, free_port, wait_for
+from tests.trainer_support import TINY_FLAGS as TINY
+from tests.trainer_support import make_trainer as _trainer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -7,7 +7,7 @@ import socket
 import time
 import urllib.request
 
-from tests.test_trainer_cli import free_port
+from tests.trainer_support import free_port
 from trainer.__main__ import build_parser, start_monitor, stop_monitor
 
 

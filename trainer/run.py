@@ -25,7 +25,7 @@ from trainer.distributed import DistInfo, broadcast_object, cleanup, init_distri
 from trainer.replicas import ReplicaGuard
 from trainer.reporting import Reporting
 from trainer.saving import CheckpointSaver
-from trainer.snapshot import unwrap
+from trainer.snapshot import seed_everything, unwrap
 from trainer.state import TrainingState
 
 
@@ -90,7 +90,7 @@ def build_run(cfg: Config, opts: Any, get_cfg: Callable[[], Config]) -> Run:
 
 
 def _place(cfg: Config) -> tuple[torch.device, DistInfo]:
-    """This process's device and rank; CPU threads; the seed."""
+    """This process's device and rank; CPU threads; the seed of every random stream."""
     try:
         device = pick_device(cfg.train.device)
     except ValueError as exc:
@@ -99,7 +99,7 @@ def _place(cfg: Config) -> tuple[torch.device, DistInfo]:
     device = local_device(device, dist)
     if device.type == "cpu":
         torch.set_num_threads(cpu_threads(cfg.train.cpu_threads, cfg.train.num_workers))
-    torch.manual_seed(cfg.train.seed)
+    seed_everything(cfg.train.seed)
     return device, dist
 
 

@@ -64,6 +64,14 @@ class SnapshotBuffers:
         return out
 
 
+def seed_everything(seed: int) -> None:
+    """One seed for every random stream a run uses: torch (CPU and every CUDA device), numpy's
+    global generator and Python's `random` (what user code such as custom augmentations reaches for)."""
+    torch.manual_seed(seed)  # CUDA too
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
 def capture_rng() -> dict[str, Any]:
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     version, internal, gauss_next = random.getstate()

@@ -1,0 +1,121 @@
+"""Helpers shared by the trainer's tests: tiny settings, an in-process trainer, a `python -m trainer`
+process with its sockets, and exact comparisons of checkpoints."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import ckpt
+import protocol
+from trainer.config import load_config
+from trainer.control import Action
+from trainer.loop import RunOptions, Trainer
+
+# A model and data small enough for a step in milliseconds, with every adaptive control active early.
+TINY_SETTINGS = {"model.n_feats": 4, "model.n_blocks": 2, "data.patch_size": 8, "train.batch_size": 2,
+                 "train.val_every": 1000, "train.save_every": 1000, "train.val_images": 1, "train.val_limit": 2,
+                 "telemetry.tensorboard": False, "adaptive.warmup": 2, "adaptive.every": 2, "adaptive.cooldown": 2,
+                 "clip.min_history": 2, "clip.flush_every": 2, "schedule.warmup_iters": 2, "train.cpu_threads": 1}
+# The same kind of run for `python -m trainer` (no monitor, CPU, no data workers).
+TINY_FLAGS = ["--set", "model.n_feats=4", "--set", "model.n_blocks=2", "--set", "data.patch_size=8",
+              "--set", "train.batch_size=1", "--set", "train.val_limit=2", "--set", "train.val_images=1",
+              "--set", "telemetry.tensorboard=false", "--set", "train.num_workers=0", "--no-monitor",
+              "--device", "cpu"]
+# Two torch threads per process spin badly on a busy 2-core box; tests train tiny models anyway.
+ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+class ScriptedCommands:
+    """Stands in for the command server: at the top of iteration `step` the loop drains `actions`."""
+
+    def __init__(self, trainer: Trainer, script: dict[int, list[Action]]) -> None:
+        self.trainer, self.script = trainer, dict(script)
+
+    def drain(self) -> list[Action]:
+        return self.script.pop(self.trainer.step, [])
+
+    def close(self) -> None:
+        pass
+
+
+class StopAt(ScriptedCommands):
+    """Asks for `stop` at the top of iteration `step`."""
+
+    def __init__(self, trainer: Trainer, step: int) -> None:
+        super().__init__(trainer, {step: [Action("stop")]})
+        self.step = step
+
+
+def make_trainer(run_dir: Path, resume: str = "never", stop_at: int | None = None, **over: Any) -> Trainer:
+    """An in-process trainer of TINY_SETTINGS for 6 steps (`over` wins), without sockets or console."""
+    cfg = load_config(overrides={**TINY_SETTINGS, "train.max_iters": 6, **over})
+    opts = RunOptions(run_dir=run_dir, resume=resume, pub=None, rep=None, interactive=False, console=False)
+    trainer = Trainer(cfg, opts)
+    if stop_at is not None:
+        trainer.parts.report.controller = StopAt(trainer, stop_at)
+    return trainer
+
+
+def final_state(run_dir: Path) -> dict:
+    return ckpt.load_checkpoint(ckpt.select_checkpoint(run_dir, "latest")["path"])
+
+
+def assert_same_training_state(a: dict, b: dict) -> None:
+    """Weights, optimizer state, train and data state are equal, bit for bit."""
+    for key, value in a["model_state_dict"].items():
+        assert torch.equal(value, b["model_state_dict"][key]), key
+    for x, y in zip(a["optimizer_state_dict"]["state"].values(), b["optimizer_state_dict"]["state"].values(),
+                    strict=True):
+        assert all(torch.equal(x[k], y[k]) for k in x)
+    assert a["train_state"] == b["train_state"] and a["data_state"] == b["data_state"]
+
+
+def assert_same_checkpoint(a: Any, b: Any, where: str = "checkpoint", ignore: tuple[str, ...] = ("timestamp",)) -> None:
+    """Equal part by part, tensors bit for bit (dtype and shape too); `ignore`d top-level keys aside."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), where
+    elif isinstance(a, dict):
+        keys = set(a) - set(ignore)
+        assert isinstance(b, dict) and keys == set(b) - set(ignore), (where, sorted(keys ^ (set(b) - set(ignore))))
+        for key in keys:
+            assert_same_checkpoint(a[key], b[key], f"{where}[{key!r}]", ())
+    elif isinstance(a, (list, tuple)):
+        assert type(a) is type(b) and len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_same_checkpoint(x, y, f"{where}[{i}]", ())
+    else:
+        assert a == b, (where, a, b)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_trainer(run_dir: Path, *extra: str) -> tuple[subprocess.Popen, str, str]:
+    """`python -m trainer` on TINY_FLAGS with its own sockets (endless unless `extra` says otherwise)."""
+    pub, rep = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+    cmd = [sys.executable, "-m", "trainer", "--run-dir", str(run_dir), "--pub", pub, "--rep", rep,
+           "--max-iters", "100000", "--val-every", "100000", "--save-every", "100000", *TINY_FLAGS, *extra]
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env=ONE_THREAD, start_new_session=True)
+    return proc, pub, rep
+
+
+def wait_for(sub: protocol.Subscriber, pred, timeout: float = 60.0) -> dict:
+    """The first message `pred(topic, payload)` accepts; AssertionError after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        msg = sub.recv(200)
+        if msg is not None and pred(*msg):
+            return msg[1]
+    raise AssertionError("expected message never arrived")
