@@ -204,3 +204,20 @@ def test_progress_is_plain_lines_without_a_terminal(footage: Path, tmp_path: Pat
     lines = capsys.readouterr().err.splitlines()
     assert sorted(line.split("]")[0] for line in lines) == ["[1/2", "[2/2"]
     assert any("cuts: 6 clips (" in line and line.endswith(") from 60 frames") for line in lines)
+
+
+def test_videos_with_the_same_stem_get_distinct_clip_names(tmp_path: Path) -> None:
+    for folder, seed in (("a", 1), ("b", 2)):
+        write_video(tmp_path / "in" / folder / "take.mp4", shot(8, H, W, seed))
+    assert run(tmp_path / "in", "--out", tmp_path / "out", "--frames", T, "--val-fraction", 0) == 0
+    assert sorted(p.name for p in (tmp_path / "out" / "train").iterdir()) == ["take-2_0000", "take_0000"]
+    assert manifest(tmp_path / "out")["videos"]["take-2"]["source"] == str(tmp_path / "in" / "b" / "take.mp4")
+
+
+def test_a_terminal_gets_a_progress_bar(footage: Path, tmp_path: Path, capsys) -> None:
+    from trainer.prepare import PrepareOptions, prepare
+
+    options = PrepareOptions(inputs=[str(footage / "plain.mp4")], frames=T, val_fraction=0)
+    prepare(options, tmp_path / "out", 1, tty=True)
+    err = capsys.readouterr().err
+    assert "prepare: 100%" in err and "frame" in err and "[1/1] plain: 4 clips" in err
