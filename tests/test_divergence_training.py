@@ -100,6 +100,8 @@ def test_resume_after_a_rollback_continues_as_the_straight_run(tmp_path):
     resumed = _trainer(split, resume="latest", **over)
     assert resumed.step == 7 and resumed.run() == 0
     _assert_same_training_state(_final_state(tmp_path / "straight"), _final_state(split))
+    status = resumed.parts.report.telemetry.latest_status()
+    assert (status["skipped_steps"], status["rollbacks"]) == (2, 1)  # the counts came back with the resume
 
 
 def test_lr_1e4_rolls_back_then_stops_with_one_line_and_only_finite_checkpoints(tmp_path):

@@ -159,6 +159,7 @@ class Guard:
         self._snapshot: tuple[int, dict[str, Any]] | None = None
         self._buffers = SnapshotBuffers()
         self._last_event = -math.inf
+        self._shown: tuple[int, int] | None = None  # (skipped, rollbacks) as the status last showed them
 
     # ---- every step, on the device -------------------------------------------------------
     def lr_scale(self, step: int) -> float:
@@ -220,7 +221,7 @@ class Guard:
         if not cfg.enabled or (step % cfg.check_every and not snapshot_due):
             return
         self._read()
-        consecutive, new, rollbacks = self.consecutive, self.unreported, self.rollbacks
+        consecutive, new = self.consecutive, self.unreported
         if new:
             self._report_skips(step, tel)
             self.unreported = 0
@@ -231,8 +232,9 @@ class Guard:
         elif snapshot_due and consecutive == 0 and self._clean_since_rollback(step):
             self._take_snapshot(step, state)
             self.since_progress = 0
-        if new or self.rollbacks != rollbacks:  # the status shows them from the next step on
-            tel.set_divergence(self.skipped, self.rollbacks)
+        if self._shown != (self.skipped, self.rollbacks):  # also a resumed run's counts, at its first check
+            self._shown = (self.skipped, self.rollbacks)
+            tel.set_divergence(*self._shown)
 
     def refuse_reason(self, state: Any) -> str | None:
         """Why the state must not be saved now (None: it may); a sync, as every save has. Isolated
