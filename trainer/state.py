@@ -108,6 +108,7 @@ class TrainingState:
         if cfg.clip.start != self.clipper.cfg.start:
             self.clipper.clip = float(cfg.clip.start)
         self.clipper.cfg = cfg.clip
+        self.divergence.cfg = cfg.divergence  # live `set divergence.*` takes effect
 
     # ---- validation -----------------------------------------------------------------
     def record_validation(self, step: int, metrics: dict[str, Any]) -> tuple[bool, bool]:
