@@ -171,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         print("error: export needs the onnx package: pip install -e '.[onnx]'", file=sys.stderr)
         return 2
+    print(f"exporting {args.checkpoint} -> {args.out} (tracing unrolls the model over its T frames: "
+          "large models take minutes)", flush=True)
     try:
         loaded = export(args.checkpoint, args.out, fp16=args.fp16, frames=args.frames)
     except (UpscaleError, OSError) as exc:
