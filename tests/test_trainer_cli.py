@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -89,3 +91,40 @@ def test_bad_config_is_one_clear_line_without_traceback(tmp_path, capsys):
     assert "train.batch_size must be a positive int, got -1" in err and "Traceback" not in err
     assert main(["--run-dir", str(tmp_path), "--no-monitor", "--set", "model.nfeats=3"]) == 2
     assert "unknown key 'model.nfeats'; known:" in capsys.readouterr().err
+
+
+def test_a_missing_dataset_is_reported_without_claiming_the_run_finished(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "trainer", "--run-dir", str(tmp_path / "run"), "--data",
+                           str(tmp_path / "nonexistent"), "--pub", f"tcp://127.0.0.1:{free_port()}", "--rep",
+                           f"tcp://127.0.0.1:{free_port()}", *TINY_FLAGS],
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, env=ONE_THREAD, timeout=120)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.startswith("error: ") and "nonexistent" in done.stderr and "Traceback" not in done.stderr
+    assert "Finished" not in done.stdout + done.stderr
+
+
+def test_a_resumed_runs_status_says_the_resume_step_from_its_first_frame_and_never_goes_back(tmp_path):
+    run_dir = tmp_path / "run"
+    first = subprocess.run([sys.executable, "-m", "trainer", "--run-dir", str(run_dir), "--max-iters", "4",
+                            "--pub", f"tcp://127.0.0.1:{free_port()}", "--rep", f"tcp://127.0.0.1:{free_port()}",
+                            *TINY_FLAGS], stdin=subprocess.DEVNULL, capture_output=True, env=ONE_THREAD, timeout=120)
+    assert first.returncode == 0
+    pub = f"tcp://127.0.0.1:{free_port()}"
+    sub = protocol.Subscriber(pub)  # listening before the trainer starts
+    proc = subprocess.Popen([sys.executable, "-m", "trainer", "--run-dir", str(run_dir), "--resume", "latest",
+                             "--max-iters", "8", "--pub", pub, "--rep", f"tcp://127.0.0.1:{free_port()}", *TINY_FLAGS],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                            env=ONE_THREAD)
+    seen = []
+    try:
+        while (msg := sub.recv(200)) is not None or proc.poll() is None:
+            if msg is not None and msg[0] in ("status", "heartbeat"):
+                seen.append((msg[1]["iteration"], msg[1]["state"]))
+        assert proc.wait(timeout=120) == 0
+    finally:
+        sub.close()
+        if proc.poll() is None:
+            proc.kill()
+    iterations = [it for it, _ in seen]
+    assert iterations and iterations[0] == 4 and iterations[-1] == 8, seen
+    assert iterations == sorted(iterations), seen  # never backwards
