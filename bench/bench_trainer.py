@@ -1,4 +1,5 @@
-"""Trainer figures: telemetry overhead, command latency under long steps, checkpoint stall.
+"""Trainer figures: telemetry overhead, command latency under long steps, checkpoint stall,
+the DDP replica guard's cost.
 
 Run with `python -m bench trainer`. Prints measurements side by side with their goals.
 """
@@ -10,15 +11,22 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 
 import ckpt
 import protocol
 from trainer import models
-from trainer.config import TelemetryConfig
+from trainer.batches import BatchStream
+from trainer.config import Config, TelemetryConfig, TrainConfig
+from trainer.distributed import DistInfo
+from trainer.replicas import ReplicaGuard, named_tensors
 from trainer.snapshot import BackgroundWriter, SnapshotBuffers, freeze, live_weights
+from trainer.state import TrainingState
 from trainer.telemetry import Telemetry
 
 
@@ -170,11 +178,61 @@ def checkpoint_stall(reps: int = 3) -> None:
     print(f"  without the overlap (whole snapshot copy on the loop): {c * 1000:.0f} ms = {c / s:.3f}x")
 
 
+def _guard_rank(rank: int, init_file: str, steps: int, checks: int, results: Any) -> None:
+    """One of 2 gloo ranks training the default run's model under DDP: step time with the guard
+    off, then the time of one replica check (digest, all-gather, compare)."""
+    torch.set_num_threads(1)
+    info = DistInfo(rank=rank, world_size=2)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    torch.manual_seed(0)
+    cfg = Config()  # the default run: VSR++ 32 features x 4 blocks, batch 16 of 16 px crops, AdamW
+    state = TrainingState(cfg, torch.device("cpu"), BatchStream(list(range(16)), cfg, info), decides=rank == 0)
+    state.wrap(info)
+    guard = ReplicaGuard(state, info, every=0)
+    x = torch.rand(cfg.train.batch_size, 5, 3, 16, 16)
+    y = torch.rand(cfg.train.batch_size, 3, 48, 48)
+
+    def step() -> None:
+        loss, _ = state.loss_fn(state.model(x), y)
+        loss.backward()
+        state.optimizer.step()
+        state.optimizer.zero_grad(set_to_none=True)
+
+    step()  # AdamW state exists from here on: the check covers it too
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    step_s = (time.perf_counter() - t0) / steps
+    times = []
+    for i in range(checks):
+        t0 = time.perf_counter()
+        guard.check(i)
+        times.append(time.perf_counter() - t0)
+    if rank == 0:
+        results.put((step_s, statistics.median(times), len(named_tensors(state)), guard.fingerprint()))
+    dist.destroy_process_group()
+
+
+def replica_guard(steps: int = 10, checks: int = 30) -> None:
+    ctx = mp.get_context("spawn")
+    results = ctx.SimpleQueue()
+    with tempfile.TemporaryDirectory() as tmp:
+        mp.start_processes(_guard_rank, args=(str(Path(tmp) / "init"), steps, checks, results), nprocs=2,
+                           start_method="spawn")
+    step_s, check_s, tensors, _ = results.get()
+    every = TrainConfig().replica_check_every
+    print(f"replica guard, 2 CPU ranks (gloo, 1 thread each), default model + AdamW ({tensors} tensors): "
+          f"one check {check_s * 1000:.1f} ms; a DDP training step (guard off) {step_s * 1000:.0f} ms; "
+          f"at the default interval ({every} steps) {check_s / every * 1000:.3f} ms per step = "
+          f"{check_s / every / step_s:.2%} of a step   goal < 1%")
+
+
 def main() -> None:
     torch.set_num_threads(1)  # steady figures on a shared 2-core machine
     telemetry_overhead()
     command_latency()
     checkpoint_stall()
+    replica_guard()
 
 
 if __name__ == "__main__":
