@@ -66,3 +66,12 @@ def test_a_raw_file_of_the_wrong_shape_is_named(tmp_path: Path) -> None:
     (tmp_path / "bad.npy").write_bytes(b"garbage")
     with pytest.raises(DataError, match=r"bad.npy: cannot read raw clip"):
         RawClip(tmp_path / "bad.npy")
+
+
+def test_a_truncated_raw_clip_is_named_when_read(tmp_path: Path) -> None:
+    np.save(tmp_path / "short.npy", np.zeros((9, 36, 48, 3), np.uint8))
+    clip = RawClip(tmp_path / "short.npy")
+    data = (tmp_path / "short.npy").read_bytes()
+    (tmp_path / "short.npy").write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match=r"short.npy: cannot read raw clip"):
+        clip.window(0, 5)
