@@ -221,3 +221,23 @@ def test_a_terminal_gets_a_progress_bar(footage: Path, tmp_path: Path, capsys) -
     prepare(options, tmp_path / "out", 1, tty=True)
     err = capsys.readouterr().err
     assert "prepare: 100%" in err and "frame" in err and "[1/1] plain: 4 clips" in err
+
+
+def test_a_video_that_fails_part_way_loses_its_clips_and_is_named(footage: Path, tmp_path: Path, capsys,
+                                                                  monkeypatch) -> None:
+    import trainer.prepare.video as video
+    from trainer.prepare.decode import DecodeError
+
+    real = video.stream_frames
+
+    def failing(path: Path, stride: int = 1):
+        for i, frame in enumerate(real(path, stride)):
+            if path.name == "cuts.mp4" and i == 30:
+                raise DecodeError("decoding failed (Invalid data found when processing input)")
+            yield frame
+
+    monkeypatch.setattr(video, "stream_frames", failing)
+    out = tmp_path / "out"
+    assert run(footage / "cuts.mp4", footage / "plain.mp4", "--out", out, "--frames", T, "--val-fraction", 0) == 0
+    assert sorted(p.name for p in (out / "train").iterdir()) == [f"plain_{i:04d}" for i in range(4)]
+    assert f"skipped {footage / 'cuts.mp4'}: decoding failed" in capsys.readouterr().out
