@@ -43,7 +43,8 @@ def prepare(options: PrepareOptions, out: Path, workers: int = 0, *, tty: bool |
         save_manifest(out, manifest)
         total = sum(-(-j.estimate // options.stride) for j in jobs)
         with Progress(total, len(jobs), tty=sys.stderr.isatty() if tty is None else tty) as progress:
-            for name, result in _run(jobs, options, out, workers or os.cpu_count() or 1, progress.advance):
+            for name, result in _run(jobs, options, out, workers or _default_workers(videos, options),
+                                     progress.advance):
                 manifest["videos"][name] = result
                 save_manifest(out, manifest)
                 progress.finished(name, result)
@@ -55,6 +56,17 @@ def prepare(options: PrepareOptions, out: Path, workers: int = 0, *, tty: bool |
         raise PrepareError("no usable clips: every window was cut short, black, frozen or blurred, or every "
                            f"video failed to decode (see {out / 'prepare.json'}; thresholds are options)")
     return manifest
+
+
+def _default_workers(videos: list, options: PrepareOptions) -> int:
+    """One per core, as many as half the memory holds: a worker keeps up to two windows of frames
+    (30 4K frames are 750 MB), so many workers on big frames could exhaust a machine's RAM."""
+    window = max(v.info.width * v.info.height * 3 for v in videos) * options.frames
+    try:
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        return os.cpu_count() or 1
+    return max(1, min(os.cpu_count() or 1, memory // 2 // (2 * window + 2**28)))
 
 
 @contextmanager
