@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+import ckpt
 from trainer.adaptive import AdaptiveClipper
 from trainer.divergence import (
     DivergenceConfig,
@@ -166,3 +167,26 @@ def test_non_finite_validation_scores_never_count_towards_the_plateau_boost():
     assert not boost.observe(1, 0.5)
     assert not any(boost.observe(step, math.nan) for step in range(2, 10))
     assert boost.state_dict() == {"best": 0.5, "stale": 0, "start": None}
+
+
+def _save(state: SimpleNamespace, run_dir, step: int) -> None:
+    ckpt.save_checkpoint(run_dir / ckpt.checkpoint_name(step), {
+        "step": step, "type": "regular", "model_state_dict": state.model.state_dict(),
+        "optimizer_state_dict": state.optimizer.state_dict(),
+        "train_state": {"clipper": state.clipper.state_dict(), "adaptive_loss": None}})
+
+
+def test_without_a_snapshot_a_rollback_restores_the_newest_finite_checkpoint(tmp_path):
+    cfg = DivergenceConfig(max_skips=2, check_every=2, snapshot_every=0)
+    state, guard, tel = _state(), Guard(cfg), Events()
+    guard.start(0, state)
+    _run(guard, state, tel, range(1, 3), set(), tmp_path)
+    _save(state, tmp_path, 2)
+    at_2 = _tensors(state)
+    _run(guard, state, tel, range(3, 5), set(), tmp_path)
+    with torch.no_grad():
+        state.model[0].weight[0, 0] = math.nan
+    _save(state, tmp_path, 4)  # a broken file from before this guard: passed over
+    _run(guard, state, tel, range(5, 7), set(), tmp_path)
+    assert tel.events[-2] == ("diverged", {"step": 6, "restore_step": 2})
+    assert _same(at_2, _tensors(state))
