@@ -52,13 +52,11 @@ class _Step:
         if guarded:
             self.guard.end_step(self.step, self, _Silent(), Path("."))
 
-    def rate(self, guarded: bool, seconds: float) -> float:
-        """Steps per CPU-second of this process (other processes on a busy machine barely move it)."""
-        n, start, cpu0 = 0, time.perf_counter(), time.process_time()
-        while time.perf_counter() - start < seconds:
-            self.run(guarded)
-            n += 1
-        return n / (time.process_time() - cpu0)
+    def cpu_time(self, guarded: bool) -> float:
+        """CPU-seconds of one step in this process (other processes on a busy machine barely move it)."""
+        cpu0 = time.process_time()
+        self.run(guarded)
+        return time.process_time() - cpu0
 
 
 class _Silent:
@@ -85,24 +83,21 @@ def _checks_alone_us(fused: bool, n: int = 2000) -> float:
     return statistics.median(times)
 
 
-def check_cost(rounds: int = 10, seconds: float = 2.0) -> None:
-    torch.set_num_threads(1)  # steady CPU-time rates on a shared machine
+def check_cost(steps: int = 60) -> None:
+    torch.set_num_threads(1)  # steady CPU times on a shared machine
     for fused in (False, True):
         step = _Step(fused)
-        step.rate(True, 0.5)  # warm-up
-        pairs = []
-        for i in range(rounds):  # interleaved A/B, order alternating, so machine noise hits both
-            order = (True, False) if i % 2 else (False, True)
-            rates = {g: step.rate(g, seconds) for g in order}
-            pairs.append((rates[False], rates[True]))
-        off = statistics.median(p[0] for p in pairs)
-        on = statistics.median(p[1] for p in pairs)
-        cost = statistics.median((p[0] / p[1] - 1) * 100 for p in pairs)
-        step_us = 1e6 / off
+        for _ in range(3):  # warm-up
+            step.run(True)
+        times: dict[bool, list[float]] = {False: [], True: []}
+        for i in range(steps):  # on and off alternate step by step, order flipping, so drift hits both
+            for guarded in ((True, False) if i % 2 else (False, True)):
+                times[guarded].append(step.cpu_time(guarded))
+        off, on = statistics.median(times[False]), statistics.median(times[True])
         alone = _checks_alone_us(fused)
-        print(f"{'fused' if fused else 'for-loop'} AdamW, CPU, default recipe step: off {off:.1f} steps/s, "
-              f"on {on:.1f} steps/s, A/B cost {cost:+.2f}% (median of {rounds} pairs); checks alone "
-              f"{alone:.1f} us = {alone / step_us * 100:.3f}% of a {step_us / 1000:.1f} ms step "
+        print(f"{'fused' if fused else 'for-loop'} AdamW, CPU, default recipe step: off {off * 1e3:.1f} ms, "
+              f"on {on * 1e3:.1f} ms (median CPU time, {steps} alternating steps each): {(on / off - 1) * 100:+.2f}%; "
+              f"the added work alone {alone:.1f} us = {alone / (off * 1e6) * 100:.3f}% of a step "
               f"(goal <= {GOAL_PCT}%)", flush=True)
 
 
