@@ -106,7 +106,7 @@ def _run(guard: Guard, state, tel: Events, steps: range, bad_steps: set[int], tm
 def test_consecutive_skips_roll_back_to_the_snapshot_and_lower_the_lr(tmp_path):
     cfg = DivergenceConfig(max_skips=3, check_every=2, snapshot_every=4, lr_factor=0.5, lr_steps=10)
     state, guard, tel = _state(), Guard(cfg), Events()
-    guard.start(0, state)
+    guard.start(0, state, tmp_path)
     _run(guard, state, tel, range(1, 5), set(), tmp_path)  # snapshot at step 4
     at_4 = _tensors(state)
     _run(guard, state, tel, range(5, 9), {6, 7, 8}, tmp_path)  # step 5 trains, then NaN; checked at 8
@@ -120,7 +120,7 @@ def test_consecutive_skips_roll_back_to_the_snapshot_and_lower_the_lr(tmp_path):
 def test_rollbacks_without_progress_stop_the_run(tmp_path):
     cfg = DivergenceConfig(max_skips=2, check_every=2, snapshot_every=4, max_rollbacks=2)
     state, guard, tel = _state(), Guard(cfg), Events()
-    guard.start(0, state)
+    guard.start(0, state, tmp_path)
     with pytest.raises(DivergenceError, match="after 2 rollback"):
         _run(guard, state, tel, range(1, 100), set(range(3, 100)), tmp_path)
     assert tel.kinds().count("recovered") == 2 and guard.lr_factor == 0.25
@@ -129,7 +129,7 @@ def test_rollbacks_without_progress_stop_the_run(tmp_path):
 def test_clean_steps_after_a_rollback_count_as_progress(tmp_path):
     cfg = DivergenceConfig(max_skips=2, check_every=2, snapshot_every=4, max_rollbacks=1)
     state, guard, tel = _state(), Guard(cfg), Events()
-    guard.start(0, state)
+    guard.start(0, state, tmp_path)
     _run(guard, state, tel, range(1, 30), {3, 4, 15, 16, 27, 28}, tmp_path)  # three separate spikes
     assert tel.kinds().count("recovered") == 3 and guard.since_progress == 1
 
@@ -137,7 +137,7 @@ def test_clean_steps_after_a_rollback_count_as_progress(tmp_path):
 def test_nan_weights_are_refused_for_saving_and_trigger_a_rollback(tmp_path):
     cfg = DivergenceConfig(check_every=2, snapshot_every=2)
     state, guard, tel = _state(), Guard(cfg), Events()
-    guard.start(0, state)
+    guard.start(0, state, tmp_path)
     assert guard.refuse_reason(state) is None
     with torch.no_grad():
         state.model[0].weight[0, 0] = math.nan
@@ -179,7 +179,7 @@ def _save(state: SimpleNamespace, run_dir, step: int) -> None:
 def test_without_a_snapshot_a_rollback_restores_the_newest_finite_checkpoint(tmp_path):
     cfg = DivergenceConfig(max_skips=2, check_every=2, snapshot_every=0)
     state, guard, tel = _state(), Guard(cfg), Events()
-    guard.start(0, state)
+    guard.start(0, state, tmp_path)
     _run(guard, state, tel, range(1, 3), set(), tmp_path)
     _save(state, tmp_path, 2)
     at_2 = _tensors(state)

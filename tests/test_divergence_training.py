@@ -89,19 +89,22 @@ def test_a_save_of_nan_weights_is_refused_and_never_written(tmp_path):
     assert all("non-finite" in d["reason"] for d in refused)
 
 
-def test_resume_after_a_rollback_continues_as_the_straight_run(tmp_path):
-    over = {"train.max_iters": 9, "divergence.inject_nan_steps": [4, 5]}
+@pytest.mark.parametrize("stop_at", [3, 7], ids=["resumed-before", "resumed-after"])
+def test_a_run_resumed_before_or_after_a_rollback_continues_as_the_straight_run(tmp_path, stop_at):
+    """NaN batches at steps 4 and 5 roll back to step 2's snapshot at step 5; a run resumed at step 3
+    reloads that snapshot from the step-2 checkpoint, one resumed at 7 carries the rollback's LR window."""
+    over = {"train.max_iters": 9, "train.save_every": 2, "divergence.inject_nan_steps": [4, 5]}
     straight = _trainer(tmp_path / "straight", **over)
     assert straight.run() == 0
-    kinds = [k for k, _ in events(tmp_path / "straight")]
-    assert kinds.count("diverged") == kinds.count("recovered") == 1
+    assert [(k, d) for k, d in events(tmp_path / "straight") if k == "diverged"] == \
+        [("diverged", {"step": 5, "restore_step": 2})]
     split = tmp_path / "split"
-    assert _trainer(split, stop_at=7, **over).run() == 0
+    assert _trainer(split, stop_at=stop_at, **over).run() == 0
     resumed = _trainer(split, resume="latest", **over)
-    assert resumed.step == 7 and resumed.run() == 0
+    assert resumed.step == stop_at and resumed.run() == 0
     _assert_same_training_state(_final_state(tmp_path / "straight"), _final_state(split))
     status = resumed.parts.report.telemetry.latest_status()
-    assert (status["skipped_steps"], status["rollbacks"]) == (2, 1)  # the counts came back with the resume
+    assert (status["skipped_steps"], status["rollbacks"]) == (2, 1)  # counted once, across the resume
 
 
 def test_lr_1e4_rolls_back_then_stops_with_one_line_and_only_finite_checkpoints(tmp_path):

@@ -130,9 +130,10 @@ def from_checkpoint(saved: dict[str, Any]) -> dict[str, Any]:
             "adaptive": train.get("adaptive_loss")}
 
 
-def newest_finite_checkpoint(run_dir: Path) -> tuple[int, dict[str, Any]] | None:
-    """(step, rollback state) of the newest checkpoint whose tensors are all finite."""
-    for entry in sorted(ckpt.list_checkpoints(run_dir), key=lambda e: e["step"], reverse=True):
+def finite_checkpoint(run_dir: Path, step: int | None = None) -> tuple[int, dict[str, Any]] | None:
+    """(step, rollback state) of the newest checkpoint (at `step` if given) whose tensors are all finite."""
+    entries = sorted(ckpt.list_checkpoints(run_dir), key=lambda e: e["step"], reverse=True)
+    for entry in (e for e in entries if step is None or e["step"] == step):
         try:
             snap = from_checkpoint(ckpt.load_checkpoint(entry["path"]))
         except (ckpt.CheckpointError, KeyError, OSError):
@@ -157,6 +158,7 @@ class Guard:
         self.last_rollback: int | None = None
         self.lr_factor, self.lr_until = 1.0, 0
         self._snapshot: tuple[int, dict[str, Any]] | None = None
+        self.snapshot_step: int | None = None  # checkpointed: a resumed run reloads that state if it can
         self._buffers = SnapshotBuffers()
         self._last_event = -math.inf
         self._shown: tuple[int, int] | None = None  # (skipped, rollbacks) as the status last showed them
@@ -209,9 +211,14 @@ class Guard:
         self._flags.clear()
 
     # ---- every check_every steps, on the host ---------------------------------------------
-    def start(self, step: int, state: Any) -> None:
-        """The first snapshot, of the state training starts (or resumes) from."""
-        if self.cfg.enabled and self.cfg.snapshot_every:
+    def start(self, step: int, state: Any, run_dir: Path) -> None:
+        """The first snapshot: on a resume, the straight run's (from its checkpoint, when one at that step
+        is still on disk), else the state training starts from."""
+        if not (self.cfg.enabled and self.cfg.snapshot_every):
+            return
+        saved = self.snapshot_step
+        self._snapshot = None if saved in (None, step) else finite_checkpoint(run_dir, saved)
+        if self._snapshot is None:
             self._take_snapshot(step, state)
 
     def end_step(self, step: int, state: Any, tel: Any, run_dir: Path) -> None:
@@ -251,7 +258,7 @@ class Guard:
         return self.last_rollback is None or step - self.last_rollback >= self.cfg.snapshot_every
 
     def _take_snapshot(self, step: int, state: Any) -> None:
-        self._snapshot = (step, capture(state, self._buffers))
+        self._snapshot, self.snapshot_step = (step, capture(state, self._buffers)), step
 
     def _report_skips(self, step: int, tel: Any) -> None:
         now = time.monotonic()
@@ -266,7 +273,7 @@ class Guard:
             raise DivergenceError(f"training diverged at step {step} ({reason}) after {self.since_progress} "
                                   f"rollback(s) without progress; stopped. The checkpoints in {run_dir} are "
                                   f"intact; lower schedule.lr_max or raise divergence.max_rollbacks")
-        source = self._snapshot or newest_finite_checkpoint(run_dir)
+        source = self._snapshot or finite_checkpoint(run_dir)
         if source is None:
             raise DivergenceError(f"training diverged at step {step} ({reason}) and there is no finite "
                                   f"state to roll back to; lower schedule.lr_max")
@@ -289,11 +296,13 @@ class Guard:
         self._read()
         return {"skipped": self.skipped, "rollbacks": self.rollbacks, "since_progress": self.since_progress,
                 "last_rollback": self.last_rollback, "lr_factor": self.lr_factor, "lr_until": self.lr_until,
-                "consecutive": self.consecutive, "unreported": self.unreported}
+                "consecutive": self.consecutive, "unreported": self.unreported,
+                "snapshot_step": self.snapshot_step}
 
     def load_state_dict(self, saved: dict[str, Any]) -> None:
         self.skipped, self.rollbacks = int(saved["skipped"]), int(saved["rollbacks"])
         self.since_progress, self.last_rollback = int(saved["since_progress"]), saved["last_rollback"]
         self.lr_factor, self.lr_until = float(saved["lr_factor"]), int(saved["lr_until"])
         self.consecutive, self.unreported = int(saved["consecutive"]), int(saved["unreported"])
+        self.snapshot_step = saved.get("snapshot_step")
         self._flags.clear()

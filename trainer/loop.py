@@ -70,7 +70,7 @@ class Trainer:
                   f"{self.parts.device}", step=self.step, device=str(self.parts.device),
                   world_size=self.parts.dist.world_size)
         tel.set_state("training")
-        state.divergence.start(self.step, state)
+        state.divergence.start(self.step, state, self.parts.run_dir)
         try:
             while self.step < self.cfg.train.max_iters:
                 # commands from the network, the keyboard and signals (same on every rank)
