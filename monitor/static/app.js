@@ -4,6 +4,8 @@
   "use strict";
   const $ = (id) => document.getElementById(id);
   const MAX_EVENTS = 200;
+  // event kinds shown in red (docs/protocol.md lists every kind)
+  const ALERT_KINDS = new Set(["error", "nan_skipped", "diverged", "recovered", "checkpoint_refused"]);
 
   // ---- token: opened once as /?token=..., then kept in sessionStorage -------------
   const params = new URLSearchParams(location.search);
@@ -224,7 +226,8 @@
     const ol = $("events");
     ol.replaceChildren(...events.slice(-50).reverse().map((e) => {
       const li = document.createElement("li");
-      for (const [tag, cls, value] of [["time", "", clock(e.ts)], ["span", "kind", e.kind], ["span", "msg", e.message]]) {
+      const kind = "kind" + (ALERT_KINDS.has(e.kind) ? " alert" : "");
+      for (const [tag, cls, value] of [["time", "", clock(e.ts)], ["span", kind, e.kind], ["span", "msg", e.message]]) {
         const el = document.createElement(tag); if (cls) el.className = cls; el.textContent = String(value ?? ""); li.append(el);
       }
       return li;
