@@ -37,14 +37,15 @@ def prepare(options: PrepareOptions, out: Path, workers: int = 0, *, tty: bool |
         raise PrepareError(f"no usable video among {len(paths)} input file(s)" + (f" ({reasons})" if reasons else ""))
     split_by_video(videos, options.val_fraction, options.seed)
     manifest["unreadable"] = unreadable
-    jobs = [Job(str(v.path), v.name, v.split, v.info.frames, v.info.note)
+    workers = min(workers or _default_workers(videos, options), len(videos))
+    threads = max(1, (os.cpu_count() or 1) // workers)  # cores left to each worker's PNG compression
+    jobs = [Job(str(v.path), v.name, v.split, v.info.frames, v.info.note, threads)
             for v in videos if v.name not in manifest["videos"]]
     with _exclusive(out):
         save_manifest(out, manifest)
         total = sum(-(-j.estimate // options.stride) for j in jobs)
         with Progress(total, len(jobs), tty=sys.stderr.isatty() if tty is None else tty) as progress:
-            for name, result in _run(jobs, options, out, workers or _default_workers(videos, options),
-                                     progress.advance):
+            for name, result in _run(jobs, options, out, workers, progress.advance):
                 manifest["videos"][name] = result
                 save_manifest(out, manifest)
                 progress.finished(name, result)

@@ -26,6 +26,7 @@ class Job:
     split: str
     estimate: int  # estimated frame count of the source (0 = unknown)
     note: str | None  # colour conversion, from the probe
+    threads: int = 1  # for PNG compression (does not change the output)
 
 
 def selection_targets(frames: int, wanted: int) -> list[int]:
@@ -33,10 +34,10 @@ def selection_targets(frames: int, wanted: int) -> list[int]:
     return [j * frames // wanted for j in range(wanted)]
 
 
-def _writer(out: Path, options: PrepareOptions, split: str) -> ClipWriter | PatchWriter:
+def _writer(out: Path, options: PrepareOptions, job: Job) -> ClipWriter | PatchWriter:
     if options.layout == "patches":
-        return PatchWriter(out, split, options.frames, options.scale, options.patch_size)
-    return ClipWriter(out, split, options.format)
+        return PatchWriter(out, job.split, options.frames, options.scale, options.patch_size)
+    return ClipWriter(out, job.split, options.format, job.threads)
 
 
 def _counted(frames: Iterator[np.ndarray], seen: list[int], tick: Callable[[int], None] | None):
@@ -74,7 +75,7 @@ class _WriteBehind:
 
 def prepare_video(job: Job, options: PrepareOptions, out: Path, tick: Callable[[int], None] | None = None) -> dict:
     """Write the video's clips; returns its manifest entry (counts, skipped frames by reason, note or error)."""
-    writer = _writer(out, options, job.split)
+    writer = _writer(out, options, job)
     windows = Windows(options.frames, cut=options.cut_threshold, black=options.black_threshold,
                       frozen=options.frozen_threshold, blur=options.blur_threshold)
     wanted = options.clips_per_video

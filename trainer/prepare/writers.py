@@ -14,9 +14,10 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-__all__ = ["ClipWriter", "PatchWriter", "split_folder", "TMP", "save_png"]
+from .decode import require_av
+
+__all__ = ["ClipWriter", "PatchWriter", "split_folder", "TMP", "encode_pngs"]
 
 TMP = ".prepare"
 SPLIT_FOLDERS = {"clips": {"train": "train", "val": "val"}, "patches": {"train": "Patches", "val": "Val"}}
@@ -26,8 +27,21 @@ def split_folder(out: Path, layout: str, split: str) -> Path:
     return out / SPLIT_FOLDERS[layout][split]
 
 
-def save_png(path: Path, rgb: np.ndarray) -> None:
-    Image.fromarray(rgb).save(path, format="PNG", compress_level=1)
+def encode_pngs(frames: list[np.ndarray], threads: int = 1) -> list[bytes]:
+    """PNG files of RGB uint8 frames (zlib level 1, Paeth prediction) by FFmpeg's encoder: about
+    twice PIL's speed at the same size, and frames of a clip compress in parallel threads."""
+    av = require_av()
+    ctx = av.CodecContext.create("png", "w")
+    ctx.height, ctx.width = frames[0].shape[:2]
+    ctx.pix_fmt = "rgb24"
+    ctx.options = {"compression_level": "1", "pred": "paeth"}
+    if threads > 1:
+        ctx.thread_type, ctx.thread_count = "FRAME", threads
+    packets = []
+    for frame in frames:
+        packets += ctx.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24"))
+    packets += ctx.encode(None)
+    return [bytes(p) for p in packets]
 
 
 def _save_npy(path: Path, frames: list[np.ndarray]) -> None:
@@ -51,8 +65,8 @@ def _tmp(out: Path, name: str) -> Path:
 class ClipWriter:
     """OUT/{train,val}/NAME_NNNN/00000000.png ... (png) or OUT/{train,val}/NAME_NNNN.npy, uint8 [T, H, W, 3] (raw)."""
 
-    def __init__(self, out: Path, split: str, fmt: str) -> None:
-        self.out, self.fmt = out, fmt
+    def __init__(self, out: Path, split: str, fmt: str, threads: int = 1) -> None:
+        self.out, self.fmt, self.threads = out, fmt, threads
         self.folder = split_folder(out, "clips", split)
         self.folder.mkdir(parents=True, exist_ok=True)
 
@@ -66,8 +80,8 @@ class ClipWriter:
             _save_npy(tmp, frames)
         else:
             tmp.mkdir()
-            for i, frame in enumerate(frames):
-                save_png(tmp / f"{i:08d}.png", frame)
+            for i, png in enumerate(encode_pngs(frames, self.threads)):
+                (tmp / f"{i:08d}.png").write_bytes(png)
         os.replace(tmp, final)
         return 1
 
@@ -116,7 +130,7 @@ class PatchWriter:
 
     def _place(self, final: Path, rgb: np.ndarray) -> None:
         tmp = _tmp(self.out, final.name)
-        save_png(tmp, np.ascontiguousarray(rgb))
+        tmp.write_bytes(encode_pngs([rgb])[0])
         os.replace(tmp, final)
 
     def remove(self, video: str) -> None:
