@@ -22,6 +22,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--speed", type=float, default=12.0, help="mock iterations per second")
     p.add_argument("--validate-every", type=int, default=300,
                    help="mock validation every N iterations (0: only when asked)")
+    p.add_argument("--spike-at", type=int, default=0,
+                   help="the first run acts out a loss spike at step N: skipped steps, a rollback (0: never)")
     return p.parse_args(argv)
 
 
@@ -31,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     mocks = [
         MockTrainer("demo" if i == 0 else f"demo-{i + 1}", speed=args.speed * (1 + 0.3 * i),
-                    validate_every=args.validate_every, start_iteration=1000 * i).start()
+                    validate_every=args.validate_every, start_iteration=1000 * i,
+                    spike_at=args.spike_at if i == 0 else 0).start()
         for i in range(max(args.runs, 1))
     ]
     try:

@@ -62,7 +62,7 @@ class MockTrainer:
     def __init__(self, run: str = "demo", *, pub: str = "tcp://127.0.0.1:*",
                  rep: str = "tcp://127.0.0.1:*", status_hz: float = 8.0, speed: float = 12.0,
                  max_iterations: int = 100_000, validate_every: int = 0, validate_s: float = 2.0,
-                 start_iteration: int = 0, metric_space: str = "rgb",
+                 start_iteration: int = 0, metric_space: str = "rgb", spike_at: int = 0,
                  security: SecurityConfig | None = None) -> None:
         self.run, self.status_hz, self.speed = run, status_hz, speed
         self.max_iterations, self.validate_every, self.validate_s = max_iterations, validate_every, validate_s
@@ -72,6 +72,7 @@ class MockTrainer:
         self.best_score: float | None = None
         self.metric_space = metric_space
         self.skipped_steps = self.rollbacks = 0
+        self.spike_at = spike_at  # act out a loss spike (`diverge`) when the run passes this step; 0: never
         self.stopped = threading.Event()
         self._lock = threading.Lock()
         self._history: deque[dict[str, Any]] = deque(maxlen=500)
@@ -148,6 +149,9 @@ class MockTrainer:
             if self.stopped.is_set():
                 break
             self._advance(tick)
+            if self.spike_at and self.iteration >= self.spike_at:
+                self.spike_at = 0
+                self.diverge(5, rollback=True)
             status = self.status()
             self._publisher.publish("status", **status)
             now = time.monotonic()
