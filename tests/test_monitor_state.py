@@ -6,6 +6,7 @@ import pytest
 
 from monitor.history import History
 from monitor.state import MonitorState
+from protocol import STATUS
 
 
 class Clock:
@@ -21,13 +22,12 @@ def status(seq: int, iteration: int, run: str = "r1", **extra: object) -> dict:
             "total_loss": 0.5, "learn_rate": 1e-4, **extra}
 
 
-def test_status_has_every_seed_field_with_defaults_before_any_frame() -> None:
+def test_status_has_every_required_field_and_the_counters_with_defaults_before_any_frame() -> None:
     got = MonitorState().status()
-    for key in ("iteration", "total_loss", "learn_rate", "time_remaining", "iter_speed",
-                "gpu_memory", "best_score", "is_validating", "is_training", "timestamp",
-                "trainer_online", "run", "is_paused", "max_iterations"):
-        assert key in got
+    required = {name for name, field in STATUS.items() if field.required}
+    assert required | {"skipped_steps", "rollbacks", "trainer_online", "run"} <= set(got)
     assert got["iteration"] == 0 and got["trainer_online"] is False and got["run"] is None
+    assert got["skipped_steps"] == 0 and got["rollbacks"] == 0
 
 
 def feed_and_check_bounded(frames: int) -> None:
