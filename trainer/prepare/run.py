@@ -38,7 +38,7 @@ def prepare(options: PrepareOptions, out: Path, workers: int = 0, *, tty: bool |
     split_by_video(videos, options.val_fraction, options.seed)
     manifest["unreadable"] = unreadable
     workers = min(workers or _default_workers(videos, options), len(videos))
-    threads = max(1, (os.cpu_count() or 1) // workers)  # cores left to each worker's PNG compression
+    threads = max(1, _cores() // workers)  # cores left to each worker's PNG compression
     jobs = [Job(str(v.path), v.name, v.split, v.info.frames, v.info.note, threads)
             for v in videos if v.name not in manifest["videos"]]
     with _exclusive(out):
@@ -59,6 +59,14 @@ def prepare(options: PrepareOptions, out: Path, workers: int = 0, *, tty: bool |
     return manifest
 
 
+def _cores() -> int:
+    """The cores this process may run on (a container's or taskset's share, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def _default_workers(videos: list, options: PrepareOptions) -> int:
     """One per core, as many as half the memory holds: a worker keeps up to two windows of frames
     (30 4K frames are 750 MB), so many workers on big frames could exhaust a machine's RAM."""
@@ -66,8 +74,8 @@ def _default_workers(videos: list, options: PrepareOptions) -> int:
     try:
         memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError):
-        return os.cpu_count() or 1
-    return max(1, min(os.cpu_count() or 1, memory // 2 // (2 * window + 2**28)))
+        return _cores()
+    return max(1, min(_cores(), memory // 2 // (2 * window + 2**28)))
 
 
 @contextmanager
