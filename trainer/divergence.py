@@ -220,6 +220,8 @@ class Guard:
         self._snapshot = None if saved in (None, step) else finite_checkpoint(run_dir, saved)
         if self._snapshot is None:
             self._take_snapshot(step, state)
+            if saved is not None:  # the straight run's point stays the saved one (equal checkpoints)
+                self.snapshot_step = saved
 
     def end_step(self, step: int, state: Any, tel: Any, run_dir: Path) -> None:
         """After `step`: report skips, roll back, or snapshot, at fixed steps; DivergenceError to stop."""
