@@ -161,6 +161,8 @@ class Trainer:
                                              self.parts.dist)
         if not state.decides:
             state.follow(decisions)
+        if any(name in ("validate", "save", "stop") for name, _, _ in actions):  # these may write a checkpoint
+            self.parts.guard.check(self.step)
         for name, args, source in actions:
             if self._apply(Action(name, args, source)):
                 return True
@@ -183,8 +185,6 @@ class Trainer:
         if name == "stop":
             self._stop_reason = f"stop requested ({action.source})"
             return True
-        if name in ("validate", "save"):
-            self.parts.guard.check(self.step)
         if name == "validate":
             self.validate()
         elif name == "save":
@@ -220,7 +220,6 @@ class Trainer:
         if self._signal is not None:
             self.save("emergency", sync=True)
             return 128 + self._signal
-        self.parts.guard.check(self.step)
         self.save("regular", sync=True)
         return 0
 
