@@ -43,8 +43,8 @@ class RunOptions:
 
     run_dir: Path = Path("runs/default")
     resume: str = "ask"
-    pub: str | None = "tcp://127.0.0.1:5555"
-    rep: str | None = "tcp://127.0.0.1:5556"
+    pub: str | None = protocol.DEFAULT_PUB
+    rep: str | None = protocol.DEFAULT_REP
     keys: str | None = None
     insecure: bool = False
     interactive: bool | None = None  # None: ask when stdin is a TTY
