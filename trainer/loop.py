@@ -91,8 +91,8 @@ class Trainer:
                 self.parts.report.console.progress(self.step, tel.latest_status())
                 # validate and checkpoint on schedule; DDP replicas compared first, and every N steps
                 last = self.step == self.cfg.train.max_iters
-                val_due, save_due = (last or self.step % every == 0 for every in
-                                     (self.cfg.train.val_every, self.cfg.train.save_every))
+                val_due = last or self.step % self.cfg.train.val_every == 0
+                save_due = last or self.step % self.cfg.train.save_every == 0
                 self.parts.guard.after_step(self.step, check_now=val_due or save_due)
                 if val_due:
                     self.validate()
