@@ -44,8 +44,8 @@ def activity_overhead(cfg: RunConfig, rounds: int = 6) -> None:
 def throughput(cfg: RunConfig) -> None:
     for threads, workers in ((1, 0), (1, 1), (2, 1)):
         r = run(RunConfig(**{**vars(cfg), "iters": 40, "workers": workers, "threads": threads}), log=lambda *_: None)
-        print(f"  torch threads={threads} workers={workers}: {r.samples_per_s:5.1f} samples/s ({5 * r.samples_per_s:5.0f} LR frames/s in), "
-              f"data wait {100 * r.data_wait_share:4.1f}% of step time")
+        print(f"  torch threads={threads} workers={workers}: {r.samples_per_s:5.1f} samples/s "
+              f"({5 * r.samples_per_s:5.0f} LR frames/s in), data wait {100 * r.data_wait_share:4.1f}% of step time")
 
 
 def main() -> None:

@@ -103,7 +103,8 @@ class VideoSource:
                     if (frame.height, frame.width) != self.size:
                         raise UpscaleError(f"{self.path}: frame {i} is {frame.width}x{frame.height}, "
                                            f"the stream {self.size[1]}x{self.size[0]}")
-                    yield FrameInfo(f"{i:08d}.png", frame.pts, frame.time_base), to_tensor(frame.to_ndarray(format="rgb24"))
+                    info = FrameInfo(f"{i:08d}.png", frame.pts, frame.time_base)
+                    yield info, to_tensor(frame.to_ndarray(format="rgb24"))
                     i += 1
         except av.FFmpegError as exc:
             raise UpscaleError(f"cannot decode {self.path} after {i} frames: {exc}") from None
