@@ -108,13 +108,18 @@ def test_without_onnxruntime_an_onnx_checkpoint_is_a_one_line_error(exported, mo
     assert capsys.readouterr().err == "error: running a .onnx model needs onnxruntime: pip install -e '.[onnx]'\n"
 
 
-def test_fp16_export_runs_close_to_float32_and_bad_requests_are_clear(exported, tmp_path, capsys):
-    ckpt, _ = exported["vsrpp"]
-    assert export_main(["--checkpoint", str(ckpt), "--out", str(tmp_path / "h.onnx"), "--fp16"]) == 0
+@pytest.mark.parametrize("name", ["vsrpp", "basicvsrpp"])
+def test_fp16_export_runs_close_to_float32(exported, tmp_path, name):
+    ckpt, _ = exported[name]
+    assert export_main(["--checkpoint", str(ckpt), "--out", str(tmp_path / "h.onnx"), "--fp16", "--frames", "3"]) == 0
     x = torch.rand(1, 3, 3, 12, 16)
     with torch.no_grad():
         want = load_model(ckpt, CPU).model(x)
     assert (load_model(tmp_path / "h.onnx", CPU).model(x) - want).abs().max().item() < 1e-2
+
+
+def test_bad_export_requests_and_bad_onnx_files_are_clear(exported, tmp_path, capsys):
+    ckpt, _ = exported["vsrpp"]
     assert export_main(["--checkpoint", str(ckpt), "--out", str(tmp_path / "x.onnx"), "--frames", "5"]) == 2
     assert "takes exactly num_frames=3" in capsys.readouterr().err
     garbage = tmp_path / "garbage.onnx"

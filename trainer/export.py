@@ -65,14 +65,26 @@ def _traceable_spynet_forward(self: SpyNet, ref: Tensor, supp: Tensor) -> Tensor
     return torch.cat([flow[:, :1] * (w / w_up), flow[:, 1:] * (h / h_up)], dim=1)
 
 
+_arange = torch.arange
+
+
+def _half_safe_arange(*args, dtype: torch.dtype | None = None, **kwargs) -> Tensor:
+    """torch.arange, float16 ranges made as float32 and cast: the exporter fails on a float16 Range."""
+    if dtype is torch.float16:
+        return _arange(*args, dtype=torch.float32, **kwargs).half()
+    return _arange(*args, dtype=dtype, **kwargs)
+
+
 @contextlib.contextmanager
 def exportable(model: nn.Module) -> Iterator[None]:
-    """The model's export-friendly paths while inside: pure-PyTorch deformable convolution, traceable SpyNet."""
+    """The model's export-friendly paths while inside: pure-PyTorch deformable convolution, traceable
+    SpyNet, float16 coordinate grids the exporter can write."""
     spynets = [m for m in model.modules() if isinstance(m, SpyNet)]
     for net in spynets:
         net.forward = types.MethodType(_traceable_spynet_forward, net)
     try:
-        with mock.patch.object(deform, "_tv_deform_conv2d", None):
+        with mock.patch.object(deform, "_tv_deform_conv2d", None), \
+                mock.patch.object(torch, "arange", _half_safe_arange):
             yield
     finally:
         for net in spynets:
@@ -116,9 +128,6 @@ def export(checkpoint: str | Path, out: str | Path, *, fp16: bool = False, frame
         raise ExportError(f"{checkpoint} is already an ONNX model")
     loaded = load_model(checkpoint, torch.device("cpu"))
     t = _frames(loaded, frames)
-    if fp16 and loaded.many_to_many:
-        raise ExportError(f"--fp16 cannot export {loaded.name} yet (the exporter fails on its float16 aten::arange "
-                          "in flow warping); export float32 and let the runtime (TensorRT --fp16) convert")
     graph = _Graph(loaded.model, fp16).eval()
     example = torch.rand(1, t, 3, *EXAMPLE_HW, generator=torch.Generator().manual_seed(0))
     hr_axes = {0: "batch", 2: "out_height", 3: "out_width"} if not loaded.many_to_many else \
