@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     except (UpscaleError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"{loaded.name} x{loaded.scale} -> {args.out} (input [B, T, 3, h, w], T fixed by --frames/num_frames)")
+    print(f"{loaded.name} x{loaded.scale} -> {args.out}: input [B, {_frames(loaded, args.frames)}, 3, h, w] in [0, 1]")
     return 0
 
 
