@@ -20,7 +20,6 @@ import contextlib
 import json
 import os
 import sys
-import types
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,7 +30,6 @@ from torch import Tensor, nn
 
 from trainer.inference import LoadedModel, UpscaleError, UpscaleOptions, load_model
 from trainer.models import deform
-from trainer.models.spynet import SpyNet
 from trainer.onnx_model import INPUT, OUTPUT
 
 OPSET = 17  # GridSample (16+) for flow warping and the pure-PyTorch deformable convolution
@@ -53,18 +51,6 @@ class _Graph(nn.Module):
         return self.model(lr.half() if self.fp16 else lr).float()
 
 
-def _traceable_spynet_forward(self: SpyNet, ref: Tensor, supp: Tensor) -> Tensor:
-    """SpyNet.forward with sizes the tracer can record: ONNX integer division truncates, so round
-    up with (h + 31) // 32; the flow rescale uses tensor arithmetic, not a constant torch.tensor."""
-    h, w = ref.shape[2:]
-    h_up, w_up = (h + 31) // 32 * 32, (w + 31) // 32 * 32
-    resize = torch.nn.functional.interpolate
-    ref = resize(ref, size=(h_up, w_up), mode="bilinear", align_corners=False)
-    supp = resize(supp, size=(h_up, w_up), mode="bilinear", align_corners=False)
-    flow = resize(self._flow_at_multiple_of_32(ref, supp), size=(h, w), mode="bilinear", align_corners=False)
-    return torch.cat([flow[:, :1] * (w / w_up), flow[:, 1:] * (h / h_up)], dim=1)
-
-
 _arange = torch.arange
 
 
@@ -76,19 +62,12 @@ def _half_safe_arange(*args, dtype: torch.dtype | None = None, **kwargs) -> Tens
 
 
 @contextlib.contextmanager
-def exportable(model: nn.Module) -> Iterator[None]:
-    """The model's export-friendly paths while inside: pure-PyTorch deformable convolution, traceable
-    SpyNet, float16 coordinate grids the exporter can write."""
-    spynets = [m for m in model.modules() if isinstance(m, SpyNet)]
-    for net in spynets:
-        net.forward = types.MethodType(_traceable_spynet_forward, net)
-    try:
-        with mock.patch.object(deform, "_tv_deform_conv2d", None), \
-                mock.patch.object(torch, "arange", _half_safe_arange):
-            yield
-    finally:
-        for net in spynets:
-            del net.forward
+def exportable() -> Iterator[None]:
+    """The model's export-friendly paths while inside: pure-PyTorch deformable convolution and
+    float16 coordinate grids the exporter can write."""
+    with mock.patch.object(deform, "_tv_deform_conv2d", None), \
+            mock.patch.object(torch, "arange", _half_safe_arange):
+        yield
 
 
 @contextlib.contextmanager
@@ -134,7 +113,7 @@ def export(checkpoint: str | Path, out: str | Path, *, fp16: bool = False, frame
         {0: "batch", 3: "out_height", 4: "out_width"}
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     try:
-        with exportable(graph), warnings.catch_warnings(), torch.no_grad(), _quiet_stderr():
+        with exportable(), warnings.catch_warnings(), torch.no_grad(), _quiet_stderr():
             warnings.simplefilter("ignore")  # tracer and deprecation notes, expected here
             torch.onnx.export(graph, (example,), str(out), dynamo=False, opset_version=OPSET,
                               input_names=[INPUT], output_names=[OUTPUT],

@@ -95,10 +95,10 @@ class SpyNet(nn.Module):
         if ref.shape != supp.shape:
             raise ValueError(f"ref {list(ref.shape)} and supp {list(supp.shape)} differ")
         h, w = ref.shape[2:]
-        h_up, w_up = -(-h // 32) * 32, -(-w // 32) * 32
+        h_up, w_up = (h + 31) // 32 * 32, (w + 31) // 32 * 32  # (not -(-h // 32): ONNX division truncates)
         ref = F.interpolate(ref, size=(h_up, w_up), mode="bilinear", align_corners=False)
         supp = F.interpolate(supp, size=(h_up, w_up), mode="bilinear", align_corners=False)
         flow = F.interpolate(self._flow_at_multiple_of_32(ref, supp), size=(h, w), mode="bilinear",
                              align_corners=False)
-        scale = torch.tensor([w / w_up, h / h_up], dtype=flow.dtype, device=flow.device)
-        return flow * scale.view(1, 2, 1, 1)
+        # plain arithmetic, not a torch.tensor of the sizes, so an exported graph keeps them dynamic
+        return torch.cat([flow[:, :1] * (w / w_up), flow[:, 1:] * (h / h_up)], dim=1)
