@@ -5,27 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
-from ckpt import save_checkpoint
+from tests import upscale_support
 from tests.video_support import shot
-from trainer.models import build
 
-VSRPP = {"num_frames": 3, "n_feats": 4, "n_blocks": 2, "scale": 3}
+VSRPP = upscale_support.VSRPP
 
 
 def checkpoint(path: Path, name: str = "vsrpp", kwargs: dict | None = None, *, degrade: str = "area") -> Path:
     """A small random model of `name` whose training config made LR by `degrade`."""
     kwargs = kwargs or VSRPP
-    torch.manual_seed(0)
-    model = build(name, **kwargs)
-    with torch.no_grad():  # a visible learnt part, so the model differs from its bilinear base
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    return save_checkpoint(path, {"step": 1, "model_name": name, "model_kwargs": kwargs,
-                                  "model_state_dict": model.state_dict(),
-                                  "config": {"data": {"degrade": degrade, "scale": kwargs["scale"]}}})
+    return upscale_support.checkpoint(path, name, kwargs,
+                                      config={"data": {"degrade": degrade, "scale": kwargs["scale"]}})
 
 
 def write_frames(folder: Path, frames: list[np.ndarray]) -> Path:
