@@ -12,9 +12,15 @@ import pytest
 import torch
 
 import ckpt
-from tests.test_resume_exact import StopAt, _assert_same_training_state, _final_state
-from tests.test_resume_exact import _trainer as _tiny_trainer
-from tests.test_trainer_cli import ONE_THREAD, TINY, free_port
+from tests.trainer_support import (
+    ONE_THREAD,
+    TINY_FLAGS,
+    StopAt,
+    assert_same_training_state,
+    final_state,
+    free_port,
+    make_trainer,
+)
 from trainer.control import Action
 from trainer.loop import Trainer
 from trainer.snapshot import unwrap
@@ -25,7 +31,7 @@ DIVERGENCE = {"divergence.check_every": 1, "divergence.snapshot_every": 2, "dive
 
 
 def _trainer(run_dir, resume="never", stop_at=None, **over) -> Trainer:
-    return _tiny_trainer(run_dir, resume, stop_at, **{**DIVERGENCE, **over})
+    return make_trainer(run_dir, resume, stop_at, **{**DIVERGENCE, **over})
 
 
 def _training_state(trainer: Trainer) -> list[torch.Tensor]:
@@ -102,7 +108,7 @@ def test_a_run_resumed_before_or_after_a_rollback_continues_as_the_straight_run(
     assert _trainer(split, stop_at=stop_at, **over).run() == 0
     resumed = _trainer(split, resume="latest", **over)
     assert resumed.step == stop_at and resumed.run() == 0
-    _assert_same_training_state(_final_state(tmp_path / "straight"), _final_state(split))
+    assert_same_training_state(final_state(tmp_path / "straight"), final_state(split))
     status = resumed.parts.report.telemetry.latest_status()
     assert (status["skipped_steps"], status["rollbacks"]) == (2, 1)  # counted once, across the resume
 
@@ -111,7 +117,7 @@ def test_lr_1e4_rolls_back_then_stops_with_one_line_and_only_finite_checkpoints(
     run_dir = tmp_path / "run"
     cmd = [sys.executable, "-m", "trainer", "--run-dir", str(run_dir), "--resume", "never",
            "--pub", f"tcp://127.0.0.1:{free_port()}", "--rep", f"tcp://127.0.0.1:{free_port()}",
-           "--max-iters", "300", "--save-every", "20", "--val-every", "20", *TINY,
+           "--max-iters", "300", "--save-every", "20", "--val-every", "20", *TINY_FLAGS,
            "--set", "schedule.lr_max=1e4", "--set", "clip.start=1e9", "--set", "clip.adaptive=false"]
     done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=ONE_THREAD,
                           timeout=240)
@@ -129,7 +135,7 @@ def test_ddp_ranks_skip_and_roll_back_at_the_same_steps_when_one_rank_sees_nan_b
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
            "--master-port", str(free_port()), "-m", "trainer", "--run-dir", str(tmp_path / "run"),
            "--pub", f"tcp://127.0.0.1:{free_port()}", "--rep", f"tcp://127.0.0.1:{free_port()}",
-           "--max-iters", "6", "--val-every", "100", "--save-every", "100", *TINY,
+           "--max-iters", "6", "--val-every", "100", "--save-every", "100", *TINY_FLAGS,
            "--set", "divergence.inject_nan_steps=[3,4]", "--set", "divergence.inject_nan_rank=1",
            *(f"--set=divergence.{k.split('.')[1]}={v}" for k, v in DIVERGENCE.items())]
     done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=ONE_THREAD,

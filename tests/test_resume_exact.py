@@ -12,7 +12,6 @@ import torch
 
 import ckpt
 from tests.trainer_support import (
-    TINY_SETTINGS,
     ScriptedCommands,
     StopAt,
     assert_same_checkpoint,
@@ -21,11 +20,6 @@ from tests.trainer_support import (
     make_trainer,
 )
 from trainer.control import Action
-
-# Old names, kept while other test modules still import them from here.
-TINY, _trainer, _final_state, _assert_same_training_state = (TINY_SETTINGS, make_trainer, final_state,
-                                                             assert_same_training_state)
-
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -11,10 +11,9 @@ import pytest
 
 import ckpt
 import protocol
-from tests.trainer_support import ONE_THREAD, TINY_FLAGS, free_port, start_trainer, wait_for  # noqa: F401
+from tests.trainer_support import ONE_THREAD, TINY_FLAGS, free_port, start_trainer, wait_for
 
 # Old name, kept while other test modules still import it (and the helpers above) from here.
-TINY = TINY_FLAGS
 
 
 @pytest.fixture
