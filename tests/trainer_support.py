@@ -4,7 +4,6 @@ process with its sockets, and exact comparisons of checkpoints."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import torch
 
 import ckpt
 import protocol
+from tests.net_support import free_port
 from trainer.config import load_config
 from trainer.control import Action
 from trainer.loop import RunOptions, Trainer
@@ -93,12 +93,6 @@ def assert_same_checkpoint(a: Any, b: Any, where: str = "checkpoint", ignore: tu
             assert_same_checkpoint(x, y, f"{where}[{i}]", ())
     else:
         assert a == b, (where, a, b)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_trainer(run_dir: Path, *extra: str) -> tuple[subprocess.Popen, str, str]:
