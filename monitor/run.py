@@ -89,7 +89,8 @@ class RunState:
             require_int(payload, "iteration")
             self._apply_activity(data)
             self.status = {k: v for k, v in data.items() if k not in ENVELOPE}
-            self.history.append(pick(data, HISTORY_FIELDS))
+            if data.get("state") != "loading":  # loading: loss and LR are placeholders, not a step
+                self.history.append(pick(data, HISTORY_FIELDS))
         elif topic == "event":
             self.events.append(data)
         return data

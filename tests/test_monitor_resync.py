@@ -41,6 +41,7 @@ def test_re_fetched_points_equal_the_live_ones_field_for_field() -> None:
     wire = Wire()
     tel = Telemetry(wire, TelemetryConfig(), max_iters=100)
     tel.start()
+    tel.set_state("training")  # as the loop does once loaded: statuses before it are not history points
     for step in (1, 2, 3):
         tel.step(step, 0.5 / step, 1e-4)
         tel.publish_status(force=True)

@@ -5,6 +5,7 @@ import math
 import pytest
 
 from monitor.history import History
+from monitor.run import RunState
 from monitor.state import MonitorState
 from protocol import STATUS
 
@@ -162,3 +163,10 @@ def test_two_live_trainers_with_the_same_run_name_are_kept_apart() -> None:
     assert state.status("default")["iteration"] == 11
     assert state.status("default @ tcp://b:5555")["iteration"] == 100
     assert state.health()["seq_gaps"] == 0
+
+
+def test_a_loading_trainers_status_is_shown_but_is_no_history_point():
+    run = RunState("r", "s")
+    run.apply("status", {"v": 1, "run": "r", "seq": 1, "ts": 1.0, "iteration": 40, "total_loss": 0.0,
+                         "learn_rate": 0.0, "timestamp": 1.0, "state": "loading"})
+    assert run.public_status(True)["iteration"] == 40 and run.history.points() == []

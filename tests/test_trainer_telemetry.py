@@ -78,8 +78,8 @@ def test_events_reach_subscribers_and_the_run_log(tmp_path, wired):
 def test_history_is_bounded():
     tel = Telemetry(None, TelemetryConfig(history=5), max_iters=10)
     for i in range(20):
+        tel.step(i, 0.1, 1e-4)
         tel.publish_status(force=True)
-        tel.iteration = i
     assert len(tel.history()) == 5 and len(tel.history(2)) == 2
 
 
@@ -111,3 +111,14 @@ def test_key_presses_on_a_tty_become_actions():
         reader.close()
         stream.close()
         os.close(master)
+
+
+def test_statuses_before_the_first_step_are_not_history_points():
+    """While loading (and until the first step) loss and LR are placeholders: no point at 0 loss."""
+    tel = Telemetry(None, TelemetryConfig(), max_iters=10)
+    tel.iteration = 40  # a resumed run says its real step from the first frame
+    tel.publish_status(force=True)
+    tel.set_state("training")
+    assert tel.history() == [] and tel.latest_status()["iteration"] == 40
+    tel.step(41, 0.25, 1e-4)
+    assert [(p["iteration"], p["total_loss"]) for p in tel.history()] == [(41, 0.25)]

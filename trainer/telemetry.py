@@ -85,6 +85,7 @@ class Telemetry:
         self._history: collections.deque[dict[str, Any]] = collections.deque(maxlen=cfg.history)
         self._validations: collections.deque[dict[str, Any]] = collections.deque(maxlen=cfg.history)
         self._due = True
+        self._stepped = False  # no step yet in this process: the status holds placeholders for loss and LR
         self._last_status = 0.0
         self._last_log = 0.0
         self._activity: dict[str, float] | None = None
@@ -104,12 +105,13 @@ class Telemetry:
         self.state = state
         if state in ("training", "paused"):
             self.speed.reset()
-        self.publish_status(force=True)
+        if self._stepped:  # before the first step the heartbeat says the state; the first step's status follows
+            self.publish_status(force=True)
         self._due = True  # the next step's numbers go out at once
 
     def step(self, iteration: int, loss: torch.Tensor | float, lr: float, **extra: Any) -> None:
         """Called every iteration; publishes (and syncs the loss) at most `status_hz` times a second."""
-        self.iteration = iteration
+        self.iteration, self._stepped = iteration, True
         self.speed.update(iteration)
         self._loss, self._lr, self._extra = loss, lr, extra
         now = time.monotonic()
@@ -154,7 +156,8 @@ class Telemetry:
             status["activity"] = self._activity
         with self._lock:
             self._latest = status
-            if not self._history or status["timestamp"] - self._history[-1]["timestamp"] >= 1.0 or force:
+            due = not self._history or status["timestamp"] - self._history[-1]["timestamp"] >= 1.0 or force
+            if due and self._stepped:  # before the first step, loss and LR are placeholders, not a point
                 self._history.append({k: status[k] for k in HISTORY_FIELDS})
         self._last_status = time.monotonic()
         self._send("status", status)
