@@ -10,19 +10,17 @@ import pytest
 
 import ckpt
 import protocol
-from tests.trainer_support import ONE_THREAD, free_port, wait_for
-from tests.trainer_support import TINY_FLAGS as TINY
+from tests.trainer_support import ONE_THREAD, free_port, torchrun_trainer, wait_for
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="gloo over TCP on POSIX")
 
 
 def test_stop_command_reaches_both_ranks_at_the_same_step(tmp_path):
     pub, rep = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
-           "--master-port", str(free_port()), "-m", "trainer", "--run-dir", str(tmp_path / "run"),
-           "--pub", pub, "--rep", rep,
-           "--max-iters", "100000", "--val-every", "100000", "--save-every", "100000", *TINY,
-           "--set", "adaptive.warmup=1", "--set", "adaptive.every=1"]  # rank 0's loss weights every step
+    cmd = torchrun_trainer(tmp_path / "run", "--pub", pub, "--rep", rep,
+                           "--max-iters", "100000", "--val-every", "100000", "--save-every", "100000",
+                           # rank 0's loss weights every step
+                           "--set", "adaptive.warmup=1", "--set", "adaptive.every=1")
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, env=ONE_THREAD)
     sub = protocol.Subscriber(pub)
@@ -48,13 +46,12 @@ def test_stop_command_reaches_both_ranks_at_the_same_step(tmp_path):
 
 def test_basicvsrpp_trains_under_ddp_across_the_spynet_unfreeze(tmp_path):
     """SPyNet has no gradients while frozen; DDP must accept that, then train it after fix_iter."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
-           "--master-port", str(free_port()), "-m", "trainer", "--run-dir", str(tmp_path / "run"),
-           "--pub", f"tcp://127.0.0.1:{free_port()}", "--rep", f"tcp://127.0.0.1:{free_port()}",
-           "--max-iters", "4", "--val-every", "100", "--save-every", "100", *TINY,
-           "--set", "model.name=basicvsrpp", "--set", "model.n_feats=16", "--set", "model.n_blocks=1",
-           "--set", "model.options.hr_channels=4", "--set", "model.options.spynet_fix_iter=2",
-           "--set", "data.patch_size=16", "--set", "train.val_limit=1"]
+    cmd = torchrun_trainer(tmp_path / "run",
+                           "--pub", f"tcp://127.0.0.1:{free_port()}", "--rep", f"tcp://127.0.0.1:{free_port()}",
+                           "--max-iters", "4", "--val-every", "100", "--save-every", "100",
+                           "--set", "model.name=basicvsrpp", "--set", "model.n_feats=16", "--set", "model.n_blocks=1",
+                           "--set", "model.options.hr_channels=4", "--set", "model.options.spynet_fix_iter=2",
+                           "--set", "data.patch_size=16", "--set", "train.val_limit=1")
     done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=ONE_THREAD,
                           timeout=240)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -12,8 +12,7 @@ import pytest
 
 import ckpt
 import protocol
-from tests.trainer_support import ONE_THREAD, free_port, wait_for
-from tests.trainer_support import TINY_FLAGS as TINY
+from tests.trainer_support import ONE_THREAD, free_port, torchrun_trainer, wait_for
 from trainer.replicas import PERTURB_ENV
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="gloo over TCP on POSIX")
@@ -28,18 +27,13 @@ BASICVSRPP = ["--set", "model.name=basicvsrpp", "--set", "model.n_feats=16", "--
               "--set", "data.patch_size=16", "--set", "train.val_limit=1"]
 
 
-def _torchrun(run_dir, *args: str) -> list[str]:
-    return [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
-            "--master-port", str(free_port()), "-m", "trainer", "--run-dir", str(run_dir), *TINY, *args]
-
-
 def _digests(out: str) -> dict[str, str]:
     return dict(re.findall(r"\[rank (\d)\] stopped at step \d+; replica digest (\w+)", out))
 
 
 def test_replicas_stay_identical_through_boost_set_adaptive_weights_clipping_and_spynet_unfreeze(tmp_path):
     pub, rep = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
-    cmd = _torchrun(tmp_path / "run", "--pub", pub, "--rep", rep, "--max-iters", "8", "--val-every", "2",
+    cmd = torchrun_trainer(tmp_path / "run", "--pub", pub, "--rep", rep, "--max-iters", "8", "--val-every", "2",
                     "--save-every", "100", *BASICVSRPP, *ADAPTIVE)
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, env=ONE_THREAD)
@@ -69,7 +63,7 @@ def test_replicas_stay_identical_through_boost_set_adaptive_weights_clipping_and
 
 
 def test_replica_guard_stops_a_run_whose_ranks_differ_and_saves_rank_0s_state(tmp_path):
-    cmd = _torchrun(tmp_path / "run", "--pub", f"tcp://127.0.0.1:{free_port()}", "--rep",
+    cmd = torchrun_trainer(tmp_path / "run", "--pub", f"tcp://127.0.0.1:{free_port()}", "--rep",
                     f"tcp://127.0.0.1:{free_port()}", "--max-iters", "20", "--val-every", "100", "--save-every",
                     "100", "--set", "train.replica_check_every=4")
     done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=240,

@@ -20,6 +20,7 @@ from tests.trainer_support import (
     final_state,
     free_port,
     make_trainer,
+    torchrun_trainer,
 )
 from trainer.control import Action
 from trainer.loop import Trainer
@@ -132,12 +133,11 @@ def test_lr_1e4_rolls_back_then_stops_with_one_line_and_only_finite_checkpoints(
 
 @pytest.mark.skipif(sys.platform == "win32", reason="gloo over TCP on POSIX")
 def test_ddp_ranks_skip_and_roll_back_at_the_same_steps_when_one_rank_sees_nan_batches(tmp_path):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
-           "--master-port", str(free_port()), "-m", "trainer", "--run-dir", str(tmp_path / "run"),
-           "--pub", f"tcp://127.0.0.1:{free_port()}", "--rep", f"tcp://127.0.0.1:{free_port()}",
-           "--max-iters", "6", "--val-every", "100", "--save-every", "100", *TINY_FLAGS,
-           "--set", "divergence.inject_nan_steps=[3,4]", "--set", "divergence.inject_nan_rank=1",
-           *(f"--set=divergence.{k.split('.')[1]}={v}" for k, v in DIVERGENCE.items())]
+    cmd = torchrun_trainer(tmp_path / "run",
+                           "--pub", f"tcp://127.0.0.1:{free_port()}", "--rep", f"tcp://127.0.0.1:{free_port()}",
+                           "--max-iters", "6", "--val-every", "100", "--save-every", "100",
+                           "--set", "divergence.inject_nan_steps=[3,4]", "--set", "divergence.inject_nan_rank=1",
+                           *(f"--set=divergence.{k.split('.')[1]}={v}" for k, v in DIVERGENCE.items()))
     done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=ONE_THREAD,
                           timeout=240)
     out = done.stdout + done.stderr

@@ -105,6 +105,13 @@ def start_trainer(run_dir: Path, *extra: str) -> tuple[subprocess.Popen, str, st
     return proc, pub, rep
 
 
+def torchrun_trainer(run_dir: Path, *extra: str, ranks: int = 2) -> list[str]:
+    """The command line of `torchrun --nproc-per-node RANKS -m trainer` on TINY_FLAGS (CPU ranks, gloo)."""
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(ranks), "--master-addr",
+            "127.0.0.1", "--master-port", str(free_port()), "-m", "trainer", "--run-dir", str(run_dir), *TINY_FLAGS,
+            *extra]
+
+
 def wait_for(sub: protocol.Subscriber, pred, timeout: float = 60.0) -> dict:
     """The first message `pred(topic, payload)` accepts; AssertionError after `timeout` seconds."""
     deadline = time.monotonic() + timeout
