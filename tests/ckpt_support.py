@@ -26,7 +26,7 @@ def make_state(step: int, quality: float | None = 0.5, loss: float | None = 0.1,
 
 
 def save(directory: Path, step: int, suffix: str | None = None, **kwargs) -> Path:
-    """save_checkpoint under the contract name."""
+    """save_checkpoint under its standard name (checkpoint_step_NNNNNNN[_suffix].pth)."""
     return save_checkpoint(directory / checkpoint_name(step, suffix), make_state(step, **kwargs))
 
 

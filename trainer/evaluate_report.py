@@ -1,4 +1,4 @@
-"""The evaluation report: its JSON structure (the contract's), the CSV rows and the printed table.
+"""The evaluation report: its JSON structure (the one `--json` promises users), the CSV rows and the printed table.
 
     {"scale", "crop_border",
      "clips": [{"name", "frames", "psnr_rgb", "ssim_rgb", "psnr_y", "ssim_y",
