@@ -120,5 +120,7 @@ def test_statuses_before_the_first_step_are_not_history_points():
     tel.publish_status(force=True)
     tel.set_state("training")
     assert tel.history() == [] and tel.latest_status()["iteration"] == 40
+    assert tel.latest_status()["state"] == "loading" and tel.latest_status()["is_training"]
     tel.step(41, 0.25, 1e-4)
     assert [(p["iteration"], p["total_loss"]) for p in tel.history()] == [(41, 0.25)]
+    assert tel.latest_status()["state"] == "training"

@@ -78,6 +78,7 @@ class Telemetry:
         self.best_score: float | None = None
         self.skipped_steps = 0
         self.rollbacks = 0
+        self._stepped = False  # no step yet in this process: the status holds placeholders for loss and LR
         self._publisher = publisher
         self._queue: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue(maxsize=2000)
         self._lock = threading.Lock()
@@ -85,7 +86,6 @@ class Telemetry:
         self._history: collections.deque[dict[str, Any]] = collections.deque(maxlen=cfg.history)
         self._validations: collections.deque[dict[str, Any]] = collections.deque(maxlen=cfg.history)
         self._due = True
-        self._stepped = False  # no step yet in this process: the status holds placeholders for loss and LR
         self._last_status = 0.0
         self._last_log = 0.0
         self._activity: dict[str, float] | None = None
@@ -105,8 +105,7 @@ class Telemetry:
         self.state = state
         if state in ("training", "paused"):
             self.speed.reset()
-        if self._stepped:  # before the first step the heartbeat says the state; the first step's status follows
-            self.publish_status(force=True)
+        self.publish_status(force=True)
         self._due = True  # the next step's numbers go out at once
 
     def step(self, iteration: int, loss: torch.Tensor | float, lr: float, **extra: Any) -> None:
@@ -219,9 +218,14 @@ class Telemetry:
             "is_validating": self.state == "validating",
             "is_training": self.state in ("training", "validating", "paused"),
             "is_paused": self.state == "paused", "max_iterations": self.max_iters,
-            "timestamp": time.time(), "state": self.state,
+            "timestamp": time.time(), "state": self._status_state(),
             "skipped_steps": self.skipped_steps, "rollbacks": self.rollbacks,
         }
+
+    def _status_state(self) -> str:
+        """A status says "loading" until this process has trained a step: its loss and LR are placeholders
+        until then, so a status saying "loading" is never a history point (here and in the monitor)."""
+        return self.state if self._stepped else "loading"
 
     def _send(self, topic: str, fields: dict[str, Any]) -> None:
         if self._publisher is None:
@@ -249,7 +253,7 @@ class Telemetry:
 
     def _refresh_status(self) -> None:
         with self._lock:
-            self._latest = {**self._latest, "timestamp": time.time(), "state": self.state,
+            self._latest = {**self._latest, "timestamp": time.time(), "state": self._status_state(),
                             "is_paused": self.state == "paused",
                             "is_validating": self.state == "validating"}
             status = dict(self._latest)
