@@ -9,8 +9,7 @@ import sys
 import pytest
 
 import ckpt
-import protocol
-from tests.trainer_support import ONE_THREAD, free_port, torchrun_trainer, wait_for
+from tests.trainer_support import ONE_THREAD, free_port, pause_and_steer, torchrun_trainer
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="gloo over TCP on POSIX")
 
@@ -21,22 +20,9 @@ def test_stop_command_reaches_both_ranks_at_the_same_step(tmp_path):
                            "--max-iters", "100000", "--val-every", "100000", "--save-every", "100000",
                            # rank 0's loss weights every step
                            "--set", "adaptive.warmup=1", "--set", "adaptive.every=1")
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env=ONE_THREAD)
-    sub = protocol.Subscriber(pub)
-    client = protocol.CommandClient(rep, timeout_ms=3000, retries=2)
-    try:
-        wait_for(sub, lambda t, m: t == "status" and m["iteration"] >= 2, timeout=120)
-        assert client.request("pause")["ok"]
-        wait_for(sub, lambda t, m: t == "status" and m["is_paused"])
-        assert client.request("stop")["ok"]
-        out, _ = proc.communicate(timeout=120)
-    finally:
-        sub.close()
-        client.close()
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, out
+    code, out = pause_and_steer(cmd, pub, rep, after=2, commands=[("stop", None)], start_timeout=120,
+                                timeout=120)
+    assert code == 0, out
     stops = dict(re.findall(r"\[rank (\d)\] stopped at step (\d+)", out))
     assert set(stops) == {"0", "1"} and stops["0"] == stops["1"], out
     entries = ckpt.list_checkpoints(tmp_path / "run")

@@ -11,8 +11,7 @@ import sys
 import pytest
 
 import ckpt
-import protocol
-from tests.trainer_support import ONE_THREAD, free_port, torchrun_trainer, wait_for
+from tests.trainer_support import ONE_THREAD, free_port, pause_and_steer, torchrun_trainer
 from trainer.replicas import PERTURB_ENV
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="gloo over TCP on POSIX")
@@ -35,23 +34,9 @@ def test_replicas_stay_identical_through_boost_set_adaptive_weights_clipping_and
     pub, rep = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
     cmd = torchrun_trainer(tmp_path / "run", "--pub", pub, "--rep", rep, "--max-iters", "8", "--val-every", "2",
                     "--save-every", "100", *BASICVSRPP, *ADAPTIVE)
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env=ONE_THREAD)
-    sub = protocol.Subscriber(pub)
-    client = protocol.CommandClient(rep, timeout_ms=3000, retries=2)
-    try:
-        wait_for(sub, lambda t, m: t == "status" and m["iteration"] >= 1, timeout=180)
-        assert client.request("pause")["ok"]
-        wait_for(sub, lambda t, m: t == "status" and m["is_paused"])
-        assert client.request("set", {"key": "schedule.lr_max", "value": 1e-3})["ok"]
-        assert client.request("resume")["ok"]
-        out, _ = proc.communicate(timeout=300)
-    finally:
-        sub.close()
-        client.close()
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, out
+    code, out = pause_and_steer(cmd, pub, rep, after=1, start_timeout=180, timeout=300, commands=[
+        ("set", {"key": "schedule.lr_max", "value": 1e-3}), ("resume", None)])
+    assert code == 0, out
     log = (tmp_path / "run" / "training.log").read_text()
     for kind in ("set", "lr_boost", "loss_weights"):
         assert re.search(rf"\s{kind}\s", log), f"no {kind} event:\n{log}"

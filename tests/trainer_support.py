@@ -120,3 +120,27 @@ def wait_for(sub: protocol.Subscriber, pred, timeout: float = 60.0) -> dict:
         if msg is not None and pred(*msg):
             return msg[1]
     raise AssertionError("expected message never arrived")
+
+
+def pause_and_steer(cmd: list[str], pub: str, rep: str, *, after: int, commands: list[tuple[str, dict | None]],
+                    start_timeout: float, timeout: float) -> tuple[int, str]:
+    """Run the trainer `cmd` (sockets `pub`/`rep`), pause it once it has trained `after` steps (within
+    `start_timeout` s), send `commands` (each must be accepted), and return its exit code and output once it
+    has ended (within `timeout` s more)."""
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env=ONE_THREAD)
+    sub = protocol.Subscriber(pub)
+    client = protocol.CommandClient(rep, timeout_ms=3000, retries=2)
+    try:
+        wait_for(sub, lambda t, m: t == "status" and m["iteration"] >= after, timeout=start_timeout)
+        assert client.request("pause")["ok"]
+        wait_for(sub, lambda t, m: t == "status" and m["is_paused"])
+        for name, args in commands:
+            assert client.request(name, args)["ok"], name
+        out, _ = proc.communicate(timeout=timeout)
+    finally:
+        sub.close()
+        client.close()
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode, out
