@@ -147,3 +147,11 @@ def test_the_command_line_runs_as_a_module(tmp_path):
     done = subprocess.run([sys.executable, "-m", "trainer.evaluate", "--checkpoint", str(ckpt), "--data", str(root),
                            "--device", "cpu", "--lr", str(tmp_path / "none")], capture_output=True, text=True)
     assert done.returncode == 2 and "Traceback" not in done.stderr and "error:" in done.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_asked_for_without_cuda_is_one_clear_line(tmp_path, capsys):
+    ckpt = checkpoint(tmp_path / "m.pth")
+    assert main(["--checkpoint", str(ckpt), "--data", str(clip_folders(tmp_path / "gt")), "--device", "cuda"]) == 2
+    stderr = capsys.readouterr().err
+    assert "Traceback" not in stderr and "CUDA is not available" in stderr.strip().splitlines()[-1]

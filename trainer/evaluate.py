@@ -31,9 +31,9 @@ from torch import Tensor
 from ckpt import CheckpointError
 from trainer.data.clips import IMAGE_SUFFIXES
 from trainer.data.images import (
+    DEGRADATIONS,
     DataError,
-    area_downscale,
-    bicubic_downscale,
+    degrade,
     read_rgb,
     to_tensor,
     write_png,
@@ -50,6 +50,7 @@ from trainer.evaluate_report import (
 )
 from trainer.inference import LoadedModel, UpscaleError, UpscaleOptions, load_model, upscale_frames
 from trainer.metrics import METRIC_SPACES, SSIM_WINDOW, psnr_per_image, ssim_per_image
+from trainer.upscale_io import import_av, to_array
 
 __all__ = ["EvaluateError", "evaluate", "find_clips", "main", "measure", "read_clip", "upscale_baseline"]
 
@@ -89,10 +90,7 @@ def find_clips(path: Path) -> list[Clip]:
 
 
 def _decode_video(path: Path) -> list[np.ndarray]:
-    try:
-        import av
-    except ImportError:
-        raise EvaluateError("video files need PyAV: pip install -e '.[video]' (or give a folder of frames)") from None
+    av = import_av()
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
@@ -127,11 +125,6 @@ def _pair_lr(gt_clips: list[Clip], lr_clips: list[Clip]) -> list[Clip]:
     if missing:
         raise EvaluateError(f"--lr has no clip named {', '.join(missing)} (it has {', '.join(sorted(by_name))})")
     return [by_name[c.name] for c in gt_clips]
-
-
-def degrade(gt: np.ndarray, scale: int, how: str) -> np.ndarray:
-    """LR of GT frames (sides multiples of the scale) by the training degradation (area | bicubic)."""
-    return area_downscale(gt, scale) if how == "area" else bicubic_downscale(gt, scale)
 
 
 def _fit(name: str, gt: np.ndarray, lr: np.ndarray, scale: int) -> np.ndarray:
@@ -194,15 +187,15 @@ def evaluate_clip(setup: Setup, name: str, frame_names: list[str], gt: np.ndarra
     per_frame: dict[str, list[Tensor]] = {m: [] for m in METHODS}
     outputs = upscale_frames(setup.loaded, to_tensor(lr), opts, setup.device)
     for i, out in enumerate(outputs):
-        sr = (out * 255).round().byte().permute(1, 2, 0).numpy()  # [H, W, 3] uint8, as saved
+        sr = to_array(out)  # [H, W, 3] uint8, as saved
         if sr.shape[:2] != (h, w):
             raise EvaluateError(f"clip {name}: the model gave {sr.shape[1]}x{sr.shape[0]} frames, GT is {w}x{h}")
         if setup.save is not None:
             (setup.save / name).mkdir(parents=True, exist_ok=True)
             write_png(setup.save / name / f"{frame_names[i]}.png", sr)
         candidates = [sr] + [upscale_baseline(lr[i], setup.loaded.scale, m) for m in BASELINES]
-        scores = measure(_frames01(candidates).to(setup.device), _frames01([gt[i]] * len(candidates)).to(setup.device),
-                         setup.crop_border)
+        truth = _frames01([gt[i]]).to(setup.device).expand(len(candidates), -1, -1, -1)
+        scores = measure(_frames01(candidates).to(setup.device), truth, setup.crop_border)
         for j, method in enumerate(METHODS):
             per_frame[method].append(torch.stack([scores[k][j] for k in METRICS]))
     means = {m: torch.stack(v).mean(0).tolist() for m, v in per_frame.items()}
@@ -239,7 +232,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", type=Path, help="write one row per clip (and the mean) here")
     p.add_argument("--save", type=Path, help="write the model's frames as DIR/CLIP/NAME.png")
     p.add_argument("--crop-border", type=int, help="pixels left out at each edge (default: the scale)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     return p
 
 
@@ -250,7 +243,7 @@ def _training_degradation(checkpoint: str) -> str:
     config = read_metadata(checkpoint).get("config")
     data = config.get("data") if isinstance(config, dict) else None
     how = data.get("degrade") if isinstance(data, dict) else None
-    return how if how in ("area", "bicubic") else DataConfig().degrade
+    return how if how in DEGRADATIONS else DataConfig().degrade
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -258,7 +251,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.crop_border is not None and args.crop_border < 0:
             raise EvaluateError(f"--crop-border must be >= 0, got {args.crop_border}")
-        device = pick_device(args.device)
+        try:
+            device = pick_device(args.device)
+        except ValueError as exc:  # e.g. --device cuda without CUDA
+            raise EvaluateError(str(exc)) from None
         loaded = load_model(args.checkpoint, device)
         how = _training_degradation(args.checkpoint)
         crop = loaded.scale if args.crop_border is None else args.crop_border

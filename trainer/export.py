@@ -121,19 +121,16 @@ def export(checkpoint: str | Path, out: str | Path, *, fp16: bool = False, frame
     except (torch.onnx.errors.OnnxExporterError, RuntimeError) as exc:
         Path(out).unlink(missing_ok=True)
         raise ExportError(f"{loaded.name} cannot be exported to ONNX (opset {OPSET}): {_unsupported(exc)}") from None
-    _write_metadata(out, checkpoint, loaded, t, fp16)
+    _write_metadata(out, loaded, t, fp16)
     return loaded
 
 
-def _write_metadata(out: str | Path, checkpoint: str | Path, loaded: LoadedModel, frames: int, fp16: bool) -> None:
+def _write_metadata(out: str | Path, loaded: LoadedModel, frames: int, fp16: bool) -> None:
     import onnx
 
-    from ckpt import load_checkpoint
-
-    kwargs = load_checkpoint(checkpoint).get("model_kwargs", {})
     meta = {"model_name": loaded.name, "scale": str(loaded.scale), "num_frames": str(loaded.num_frames),
             "many_to_many": "true" if loaded.many_to_many else "false", "frames": str(frames),
-            "model_kwargs": json.dumps(kwargs, sort_keys=True, default=str), "fp16": "true" if fp16 else "false"}
+            "model_kwargs": json.dumps(loaded.kwargs, sort_keys=True, default=str), "fp16": "true" if fp16 else "false"}
     model = onnx.load(str(out))
     del model.metadata_props[:]
     for key, value in meta.items():

@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -51,6 +51,7 @@ class LoadedModel:
     num_frames: int
     many_to_many: bool
     max_frames: int | None = None  # most frames one call takes (an exported model's fixed T); None = any
+    kwargs: dict = field(default_factory=dict)  # the model's arguments as the checkpoint gives them
 
 
 def check_expected(path: str | Path, name: str, scale: int, expect_model: str | None,
@@ -95,7 +96,7 @@ def load_model(path: str | Path, device: torch.device, *, expect_model: str | No
         raise UpscaleError(f"{path}: weights do not fit {name} {kwargs}: {exc}") from None
     model.to(device).eval()
     return LoadedModel(model, name, scale, int(kwargs.get("num_frames", 5)),
-                       bool(models.MODEL_INFO[name]["many_to_many"]))
+                       bool(models.MODEL_INFO[name]["many_to_many"]), kwargs=kwargs)
 
 
 def run_tiled(fn: Callable[[Tensor], Tensor], x: Tensor, scale: int, tile: int, overlap: int) -> Tensor:

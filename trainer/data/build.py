@@ -9,7 +9,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from .clips import Clip, ClipFolderDataset, find_clips
-from .images import DataError
+from .images import DEGRADATIONS, DataError
 from .patches import PatchFolderDataset
 from .synthetic import SyntheticSpec, default_dataset_root
 
@@ -44,7 +44,7 @@ class DataConfig:
             raise ValueError(f"data.scale must be 2, 3 or 4, got {self.scale}")
         if self.patch_size < 4:
             raise ValueError(f"data.patch_size must be >= 4 LR pixels, got {self.patch_size}")
-        if self.degrade not in ("area", "bicubic"):
+        if self.degrade not in DEGRADATIONS:
             raise ValueError(f"data.degrade must be 'area' or 'bicubic', got {self.degrade!r}")
 
 

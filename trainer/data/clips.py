@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .images import DataError, area_downscale, augment, bicubic_downscale, read_rgb, to_tensor
+from .images import DEGRADATIONS, DataError, augment, degrade, read_rgb, to_tensor
 from .rawclips import RAW_SUFFIX, RawClip
 from .sampler import sample_rng, split_key
 
@@ -66,7 +66,7 @@ class ClipFolderDataset(Dataset):
         cache: bool = True,
         seed: int = 0,
     ) -> None:
-        if degrade not in ("area", "bicubic"):
+        if degrade not in DEGRADATIONS:
             raise ValueError(f"degrade must be 'area' or 'bicubic', got {degrade!r}")
         self.clips, self.num_frames, self.scale = clips, num_frames, scale
         self.hr_patch = (2 * patch_size if not train else patch_size) * scale
@@ -122,7 +122,7 @@ class ClipFolderDataset(Dataset):
         hr = self._load_window(c, start)
         rng = sample_rng(self.seed, epoch, index)
         hr = np.ascontiguousarray(self._crop(hr, rng))  # a raw clip reads only these pixels
-        lr = area_downscale(hr, self.scale) if self.degrade == "area" else bicubic_downscale(hr, self.scale)
+        lr = degrade(hr, self.scale, self.degrade)
         if self.augment:
             # flips and transposes commute with the downscale (exactly for area, to rounding for
             # bicubic); done last, they cost nothing until to_tensor's one copy

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 __all__ = [
-    "DataError", "read_rgb", "write_png", "area_downscale", "bicubic_downscale",
+    "DEGRADATIONS", "DataError", "read_rgb", "write_png", "area_downscale", "bicubic_downscale", "degrade",
     "split_stacked", "augment", "to_tensor",
 ]
 
@@ -61,6 +61,14 @@ def bicubic_downscale(frames: np.ndarray, scale: int) -> np.ndarray:
     """Antialiased bicubic downscale (PIL, like MATLAB imresize) of [T, H, W, 3] frames."""
     h, w = frames.shape[-3] // scale, frames.shape[-2] // scale
     return np.stack([np.asarray(Image.fromarray(f).resize((w, h), Image.BICUBIC)) for f in frames])
+
+
+DEGRADATIONS = ("area", "bicubic")  # how LR frames are made from GT ones (data.degrade)
+
+
+def degrade(frames: np.ndarray, scale: int, how: str) -> np.ndarray:
+    """LR of uint8 [T, H, W, 3] frames by `how` (one of DEGRADATIONS)."""
+    return area_downscale(frames, scale) if how == "area" else bicubic_downscale(frames, scale)
 
 
 def split_stacked(image: np.ndarray, count: int, path: Path) -> np.ndarray:
