@@ -31,7 +31,11 @@ def amp_dtype(mode: str | bool, device: torch.device) -> torch.dtype | None:
 
 def autocast(device: torch.device, mode: str | bool) -> contextlib.AbstractContextManager:
     """The autocast context for `mode` on `device` (a no-op in full precision)."""
-    dtype = amp_dtype(mode, device)
+    return autocast_dtype(device, amp_dtype(mode, device))
+
+
+def autocast_dtype(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """Autocast to `dtype` on `device` (an `amp_dtype` answer); None is full precision, a no-op."""
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=dtype)

@@ -190,11 +190,6 @@ class Guard:
         """Whether the last step was skipped (a host read: only where the loop reads anyway)."""
         return bool(self._flags) and not bool(self._flags[-1])
 
-    def adaptive_may_observe(self, step: int, adaptive: Any) -> bool:
-        """Whether the adaptive loss weights may look at this step: not when it was skipped (read only
-        on the steps they measure, which read the device anyway)."""
-        return adaptive is None or not adaptive.due(step) or not self.step_was_bad()
-
     def totals(self) -> tuple[int, int]:
         """(skipped steps, rollbacks) so far; reads the pending flags."""
         self._read()

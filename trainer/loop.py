@@ -136,8 +136,7 @@ class Trainer:
         optimizer_step(state.optimizer, state.scaler, finite)  # none at all for a non-finite step
         state.scaler.update()
         state.optimizer.zero_grad(set_to_none=True)
-        observe = state.divergence.adaptive_may_observe(self.step + 1, state.adaptive)  # not a skipped step
-        if observe and state.adapt_loss_weights(self.step + 1, pred.detach(), target, total):
+        if state.adapt_loss_weights(self.step + 1, pred.detach(), target, total):
             weights = state.adaptive.current()
             tel.event("loss_weights", f"Adaptive loss weights now {weights}", step=self.step + 1, **weights)
         if tracked:  # the one read of the activity sums, on the step it is published and logged

@@ -17,7 +17,7 @@ import torch
 from trainer import adaptive, losses, models, schedule
 from trainer.batches import BatchStream
 from trainer.config import Config, ConfigError
-from trainer.device import amp_dtype
+from trainer.device import amp_dtype, autocast_dtype
 from trainer.distributed import DistInfo, wrap_model
 from trainer.divergence import Guard
 from trainer.snapshot import unwrap
@@ -67,9 +67,7 @@ class TrainingState:
             model.set_flow_trainable(step)
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        if self.dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.dtype)
+        return autocast_dtype(self.device, self.dtype)
 
     def no_sync(self, skip: bool) -> contextlib.AbstractContextManager:
         """DDP: no gradient all-reduce for the micro-batches before the last one."""
@@ -86,6 +84,8 @@ class TrainingState:
     def adapt_loss_weights(self, step: int, pred: torch.Tensor, target: torch.Tensor, loss: torch.Tensor) -> bool:
         """Let the adaptive loss weights look at this step's output; True when they changed."""
         if self.adaptive is None or not self.decides:
+            return False
+        if self.adaptive.due(step) and self.divergence.step_was_bad():  # a skipped step is not measured
             return False
         return self.adaptive.observe(step, pred, target, loss)
 
