@@ -111,7 +111,6 @@ EVENTS: dict[str, Schema] = {
     "diverged": {**_STEP, "restore_step": req(INT)},
     "recovered": {**_STEP, "from_step": req(INT), "rollbacks": req(INT)},
 }
-EVENT_KINDS = tuple(EVENTS)
 
 EVENT: Schema = {"kind": req(STR), "message": req(STR), "data": opt(MAP)}
 
