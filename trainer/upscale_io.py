@@ -15,10 +15,10 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 from torch import Tensor
 
+from trainer.data.images import to_tensor
 from trainer.inference import UpscaleError
 
 IMAGE_EXT = (".png", ".jpg", ".jpeg")
@@ -47,11 +47,6 @@ def import_av():
     except ImportError:
         raise UpscaleError("video files need PyAV: pip install -e '.[video]' (or give a folder of frames)") from None
     return av
-
-
-def to_tensor(array: np.ndarray) -> Tensor:
-    """HxWx3 uint8 -> [3, h, w] float in [0, 1]."""
-    return torch.from_numpy(array).permute(2, 0, 1).float().div_(255)
 
 
 class FolderSource:
