@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch
 
 from trainer import models
-from trainer.losses import build_loss
+from trainer.train.losses import build_loss
 
 VSRPP_DEFAULT = {"num_frames": 5, "n_feats": 128, "n_blocks": 32, "scale": 3}  # the original's 10.88 M
 BASICVSRPP = {"mid_channels": 64, "num_blocks": 7, "scale": 4}  # the published network

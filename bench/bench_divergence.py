@@ -15,9 +15,9 @@ from pathlib import Path
 import torch
 
 from trainer import models
-from trainer.adaptive import AdaptiveClipper
 from trainer.config import load_config
-from trainer.divergence import DivergenceConfig, Guard, optimizer_step
+from trainer.train.adaptive import AdaptiveClipper
+from trainer.train.divergence import DivergenceConfig, Guard, optimizer_step
 
 GOAL_PCT = 0.5
 SPIKE_GOAL_DB = 0.1
@@ -102,13 +102,13 @@ def check_cost(steps: int = 60) -> None:
 
 
 def _final_psnr(run_dir: Path, iters: int, inject: list[int]) -> float:
-    from trainer.loop import RunOptions, Trainer
+    from trainer.train.loop import RunOptions, Trainer
 
     cfg = load_config(overrides={"train.max_iters": iters, "train.val_every": iters, "train.save_every": iters,
                                  "telemetry.tensorboard": False, "divergence.inject_nan_steps": inject})
     opts = RunOptions(run_dir=run_dir, resume="never", pub=None, rep=None, interactive=False, console=False)
     trainer = Trainer(cfg, opts)
-    assert trainer.run() == 0
+    assert trainer.train.run() == 0
     return float(trainer.parts.state.last_validation["psnr"])
 
 

@@ -129,7 +129,9 @@ def _evaluate_fps(frames: int = 20, size: tuple[int, int] = (144, 176)) -> tuple
     from ckpt import save_checkpoint
     from trainer.config import ModelConfig
     from trainer.evaluate import main
-    from trainer.inference import UpscaleOptions, load_model, upscale_frames
+    from trainer.infer.load import load_model
+    from trainer.infer.model import UpscaleOptions
+    from trainer.infer.sequence import upscale_frames
     from trainer.models import build
 
     kwargs = ModelConfig().kwargs()  # the default model

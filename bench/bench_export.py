@@ -15,7 +15,7 @@ import torch
 
 from bench.bench_upscale import default_checkpoint
 from trainer.export import export
-from trainer.inference import load_model
+from trainer.infer.load import load_model
 
 SIZES = ((90, 212), (180, 320))  # LR (h, w): the clip, then 320x180
 WINDOWS, ROUNDS = 6, 3

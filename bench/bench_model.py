@@ -11,8 +11,8 @@ import time
 import torch
 
 from bench.learnability import RunConfig, run
-from trainer.losses import build_loss
 from trainer.models import build
+from trainer.train.losses import build_loss
 
 ORIGINAL_SIZES = [(128, 32, 10.88), (64, 24, 2.1), (96, 24, 4.8), (160, 32, 17.0), (192, 32, 24.5)]
 

@@ -21,13 +21,13 @@ import torch.multiprocessing as mp
 import ckpt
 import protocol
 from trainer import models
-from trainer.batches import BatchStream
 from trainer.config import Config, TelemetryConfig, TrainConfig
-from trainer.distributed import DistInfo
-from trainer.replicas import ReplicaGuard, named_tensors
-from trainer.snapshot import BackgroundWriter, SnapshotBuffers, freeze, live_weights
-from trainer.state import TrainingState
-from trainer.telemetry import Telemetry
+from trainer.report.telemetry import Telemetry
+from trainer.train.batches import BatchStream
+from trainer.train.distributed import DistInfo
+from trainer.train.replicas import ReplicaGuard, named_tensors
+from trainer.train.snapshot import BackgroundWriter, SnapshotBuffers, freeze, live_weights
+from trainer.train.state import TrainingState
 
 
 class _Step:

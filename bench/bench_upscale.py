@@ -22,7 +22,9 @@ import torch
 from ckpt import save_checkpoint
 from tests.video_support import shot, write_video
 from trainer.config import ModelConfig
-from trainer.inference import UpscaleOptions, load_model, upscale_frames
+from trainer.infer.load import load_model
+from trainer.infer.model import UpscaleOptions
+from trainer.infer.sequence import upscale_frames
 from trainer.models import build
 from trainer.upscale import main as upscale_main
 from trainer.upscale import read_frames

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import DataLoader
 
-from trainer.adaptive import AdaptiveClipper
 from trainer.data import DataConfig, ResumableRandomSampler, build_datasets
-from trainer.losses import build_loss
 from trainer.models import build
-from trainer.schedule import ScheduleConfig, build_optimizer, lr_at, set_lr
-from trainer.validation import ValidationResult, validate
+from trainer.train.adaptive import AdaptiveClipper
+from trainer.train.losses import build_loss
+from trainer.train.schedule import ScheduleConfig, build_optimizer, lr_at, set_lr
+from trainer.train.validation import ValidationResult, validate
 
 
 @dataclass

@@ -24,10 +24,10 @@ from tests.trainer_support import TINY_SETTINGS as TINY
 from tests.trainer_support import free_port
 from trainer import models
 from trainer.config import TelemetryConfig, load_config
-from trainer.loop import RunOptions, Trainer
-from trainer.runlog import RunLog
-from trainer.snapshot import unwrap
-from trainer.telemetry import Telemetry
+from trainer.report.runlog import RunLog
+from trainer.report.telemetry import Telemetry
+from trainer.train.loop import RunOptions, Trainer
+from trainer.train.snapshot import unwrap
 
 EVIL = "<img src=x onerror=alert(1)>"
 
@@ -56,7 +56,7 @@ def test_a_short_run_publishes_and_logs_finite_non_negative_activity(tmp_path: P
     reader.start()
     time.sleep(0.3)  # slow joiner
     try:
-        assert trainer.run() == 0
+        assert trainer.train.run() == 0
     finally:
         done.set()
         reader.join(10)

@@ -17,7 +17,7 @@ from tests.trainer_support import final_state as _final_state
 from tests.trainer_support import make_trainer
 from trainer import models
 from trainer.config import ConfigError, load_config
-from trainer.loop import Trainer, centre_if_single_target
+from trainer.train.loop import Trainer, centre_if_single_target
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -96,7 +96,7 @@ def test_clip_folders_train_every_output_frame_with_an_even_clip_length(tmp_path
                                              "train.max_iters": 2})
     shapes, loss_fn = [], trainer.parts.state.loss_fn
     trainer.parts.state.loss_fn = lambda pred, gt: (shapes.append((pred.shape, gt.shape)), loss_fn(pred, gt))[1]
-    assert trainer.run() == 0
+    assert trainer.train.run() == 0
     assert shapes[0] == (torch.Size([1, 4, 3, 16, 16]),) * 2  # training: all four frames
     assert ckpt.select_checkpoint(tmp_path / "run", "latest")["step"] == 2
 

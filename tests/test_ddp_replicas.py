@@ -12,7 +12,7 @@ import pytest
 
 import ckpt
 from tests.trainer_support import ONE_THREAD, free_port, pause_and_steer, torchrun_trainer
-from trainer.replicas import PERTURB_ENV
+from trainer.train.replicas import PERTURB_ENV
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="gloo over TCP on POSIX")
 

@@ -1,4 +1,4 @@
-"""trainer.divergence on its own: skip a non-finite step without a trace, roll back, stop, refuse to save."""
+"""trainer.train.divergence on its own: skip a non-finite step without a trace, roll back, stop, refuse to save."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import ckpt
-from trainer.adaptive import AdaptiveClipper
-from trainer.divergence import (
+from trainer.train.adaptive import AdaptiveClipper
+from trainer.train.divergence import (
     DivergenceConfig,
     DivergenceError,
     Guard,
@@ -18,7 +18,7 @@ from trainer.divergence import (
     optimizer_step,
     poison,
 )
-from trainer.schedule import PlateauBoost, ScheduleConfig
+from trainer.train.schedule import PlateauBoost, ScheduleConfig
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -17,7 +17,7 @@ from tests.evaluate_support import checkpoint, clip_folders, write_frames
 from tests.video_support import shot, write_video
 from trainer.data.images import area_downscale, bicubic_downscale
 from trainer.evaluate import main, measure
-from trainer.evaluate_report import METRICS
+from trainer.infer.report import METRICS
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from trainer.metrics import psnr_per_image, ssim_per_image, to_8bit
 from trainer.models import build
-from trainer.validation import validate
+from trainer.train.validation import validate
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -14,7 +14,8 @@ from tests.upscale_support import BVPP, VSRPP, checkpoint
 from tests.video_support import read_video, shot, write_video
 from trainer import models
 from trainer.export import main as export_main
-from trainer.inference import UpscaleError, load_model
+from trainer.infer.load import load_model
+from trainer.infer.model import UpscaleError
 from trainer.upscale import main as upscale_main
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

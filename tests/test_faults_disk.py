@@ -57,7 +57,7 @@ def test_full_disk_during_saves_is_a_clear_error_and_older_checkpoints_stay_inta
 def train_in_process(run, steps: int) -> None:
     """A short run in this process (no second torch import): checkpoints at steps 2, 4, ..."""
     from trainer.config import load_config
-    from trainer.loop import RunOptions, train
+    from trainer.train.loop import RunOptions, train
 
     settings = {**TINY_SETTINGS, "train.max_iters": steps, "train.save_every": 2, "train.val_every": 10**6}
     options = RunOptions(run_dir=run, resume="never", pub=None, rep=None, console=False)

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trainer.losses import HybridLoss, LossConfig, LossWeights, _vgg16_relu3_3, build_loss
+from trainer.train.losses import HybridLoss, LossConfig, LossWeights, _vgg16_relu3_3, build_loss
 
 
 def _pair(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

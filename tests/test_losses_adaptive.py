@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trainer.adaptive import AdaptiveClipper, AdaptiveConfig, AdaptiveLossWeights, ClipConfig
-from trainer.losses import HybridLoss
+from trainer.train.adaptive import AdaptiveClipper, AdaptiveConfig, AdaptiveLossWeights, ClipConfig
+from trainer.train.losses import HybridLoss
 
 CFG = AdaptiveConfig(warmup=100, every=10, cooldown=20, aggressive_after=3, plateau_checks=3)
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from trainer.schedule import PlateauBoost, ScheduleConfig, build_optimizer, lr_at, set_lr
+from trainer.train.schedule import PlateauBoost, ScheduleConfig, build_optimizer, lr_at, set_lr
 
 CFG = ScheduleConfig(lr_max=1e-4, lr_min=1e-6, warmup_iters=100, max_iters=1000, boost_iters=50)
 

@@ -15,7 +15,7 @@ from monitor.run import RunState
 from protocol import HISTORY_FIELDS, CommandClient
 from tests.faults.procs import TINY, MonitorProc, TrainerProc, wait_until
 from trainer.config import TelemetryConfig
-from trainer.telemetry import Telemetry
+from trainer.report.telemetry import Telemetry
 
 METRICS = {"psnr": 28.0, "ssim": 0.8, "quality": 0.7, "baseline_psnr": 26.0, "baseline_ssim": 0.75,
            "baseline_quality": 0.6, "improvement": 0.1}

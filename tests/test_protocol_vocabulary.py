@@ -19,7 +19,7 @@ from protocol import (
     example_fields,
 )
 from trainer.config import TelemetryConfig
-from trainer.telemetry import Telemetry
+from trainer.report.telemetry import Telemetry
 
 ENVELOPE = {"v": 1, "run": "r", "seq": 1, "ts": 1.0}
 

@@ -9,13 +9,12 @@ import pytest
 import torch
 
 import ckpt
-from trainer.batches import BatchStream
-from trainer.checkpoint import CHECKPOINT_KEYS, TRAIN_STATE_KEYS, from_checkpoint, to_checkpoint
 from trainer.config import load_config
-from trainer.console import ResumeError
-from trainer.distributed import DistInfo
-from trainer.snapshot import freeze
-from trainer.state import TrainingState
+from trainer.train.batches import BatchStream
+from trainer.train.checkpoint import CHECKPOINT_KEYS, TRAIN_STATE_KEYS, ResumeError, from_checkpoint, to_checkpoint
+from trainer.train.distributed import DistInfo
+from trainer.train.snapshot import freeze
+from trainer.train.state import TrainingState
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "checkpoints.md"
 TINY = {"model.n_feats": 4, "model.n_blocks": 2, "train.batch_size": 2, "train.cpu_threads": 1}

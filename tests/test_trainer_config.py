@@ -14,7 +14,7 @@ from trainer.config import (
     load_config,
     parse_override,
 )
-from trainer.control import with_setting
+from trainer.report.control import with_setting
 
 
 def test_default_file_loads_and_matches_the_dataclass_defaults_keys():

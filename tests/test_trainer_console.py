@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 
 import ckpt
-from trainer.console import Console, ResumeError, archive_run, choose_checkpoint
+from trainer.report.console import Console, archive_run, choose_checkpoint
+from trainer.train.checkpoint import ResumeError
 
 
 def _run_with_checkpoints(run_dir, steps=(10, 20)):

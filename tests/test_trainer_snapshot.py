@@ -8,7 +8,7 @@ import threading
 import numpy as np
 import torch
 
-from trainer.snapshot import (
+from trainer.train.snapshot import (
     BackgroundWriter,
     capture_rng,
     deferred_signals,
@@ -104,7 +104,7 @@ def test_signal_during_a_critical_write_is_held_until_the_write_ends():
 
 def test_weights_changed_after_wait_copied_do_not_leak_into_the_checkpoint(tmp_path):
     import ckpt
-    from trainer.snapshot import SnapshotBuffers
+    from trainer.train.snapshot import SnapshotBuffers
 
     model, opt = _model_and_optimizer()
     expected = model.weight.detach().clone()

@@ -8,8 +8,8 @@ import torch
 
 import protocol
 from trainer.config import TelemetryConfig
-from trainer.control import Controller, KeyReader
-from trainer.telemetry import SpeedMeter, Telemetry, format_eta
+from trainer.report.control import Controller, KeyReader
+from trainer.report.telemetry import SpeedMeter, Telemetry, format_eta
 
 
 @pytest.fixture
@@ -65,7 +65,7 @@ def test_heartbeats_and_fresh_status_keep_coming_while_paused(wired):
 
 def test_events_reach_subscribers_and_the_run_log(tmp_path, wired):
     tel, sub = wired
-    from trainer.runlog import RunLog
+    from trainer.report.runlog import RunLog
 
     tel.runlog = RunLog(tmp_path, tensorboard=False)
     tel.event("checkpoint_saved", "Checkpoint saved: x.pth", step=3, path="x.pth")

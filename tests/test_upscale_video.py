@@ -16,7 +16,8 @@ import torch
 from tests.upscale_support import BVPP, VSRPP
 from tests.upscale_support import checkpoint as _checkpoint
 from tests.video_support import read_video, shot, truncate, write_video
-from trainer.inference import chunk_spans, load_model
+from trainer.infer.load import load_model
+from trainer.infer.sequence import chunk_spans
 from trainer.upscale import UpscaleOptions, main, upscale_frames
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

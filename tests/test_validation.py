@@ -11,7 +11,7 @@ from torch import nn
 
 from trainer.metrics import PSNR_CAP
 from trainer.models import build
-from trainer.validation import validate
+from trainer.train.validation import validate
 
 
 def _batches(n_batches: int = 2, bs: int = 3, t: int = 5, many: bool = False) -> list[dict]:

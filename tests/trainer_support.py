@@ -16,8 +16,8 @@ import ckpt
 import protocol
 from tests.net_support import free_port
 from trainer.config import load_config
-from trainer.control import Action
-from trainer.loop import RunOptions, Trainer
+from trainer.report.control import Action
+from trainer.train.loop import RunOptions, Trainer
 
 # A model and data small enough for a step in milliseconds, with every adaptive control active early.
 TINY_SETTINGS = {"model.n_feats": 4, "model.n_blocks": 2, "data.patch_size": 8, "train.batch_size": 2,

@@ -103,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    from trainer.distributed import env_info
-    from trainer.loop import RUN_STOPS, USER_ERRORS, RunOptions, train
+    from trainer.train.distributed import env_info
+    from trainer.train.loop import RUN_STOPS, USER_ERRORS, RunOptions, train
 
     opts = RunOptions(run_dir=Path(args.run_dir), resume=args.resume, pub=args.pub, rep=args.rep,
                       keys=args.keys, insecure=args.insecure)

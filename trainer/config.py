@@ -16,12 +16,12 @@ from typing import Any
 
 import tomllib
 
-from trainer.adaptive import AdaptiveConfig, ClipConfig
 from trainer.data import DataConfig
-from trainer.divergence import DivergenceConfig
-from trainer.losses import LossConfig
 from trainer.metrics import METRIC_SPACES
-from trainer.schedule import ScheduleConfig
+from trainer.train.adaptive import AdaptiveConfig, ClipConfig
+from trainer.train.divergence import DivergenceConfig
+from trainer.train.losses import LossConfig
+from trainer.train.schedule import ScheduleConfig
 
 
 class ConfigError(ValueError):

@@ -39,7 +39,9 @@ from trainer.data.images import (
     write_png,
 )
 from trainer.device import pick_device
-from trainer.evaluate_report import (
+from trainer.infer.load import load_model
+from trainer.infer.model import LoadedModel, UpscaleError, UpscaleOptions
+from trainer.infer.report import (
     METHODS,
     METRICS,
     clip_row,
@@ -48,9 +50,9 @@ from trainer.evaluate_report import (
     write_csv,
     write_json,
 )
-from trainer.inference import LoadedModel, UpscaleError, UpscaleOptions, load_model, upscale_frames
+from trainer.infer.sequence import upscale_frames
+from trainer.infer.video import import_av, to_array
 from trainer.metrics import METRIC_SPACES, SSIM_WINDOW, psnr_per_image, ssim_per_image
-from trainer.upscale_io import import_av, to_array
 
 __all__ = ["EvaluateError", "evaluate", "find_clips", "main", "measure", "read_clip", "upscale_baseline"]
 

@@ -28,9 +28,10 @@ from unittest import mock
 import torch
 from torch import Tensor, nn
 
-from trainer.inference import LoadedModel, UpscaleError, UpscaleOptions, load_model
+from trainer.infer.load import load_model
+from trainer.infer.model import LoadedModel, UpscaleError, UpscaleOptions
+from trainer.infer.onnx_model import INPUT, OUTPUT
 from trainer.models import deform
-from trainer.onnx_model import INPUT, OUTPUT
 
 OPSET = 17  # GridSample (16+) for flow warping and the pure-PyTorch deformable convolution
 EXAMPLE_HW = (36, 44)  # tracing size: not a multiple of 32, so SpyNet's resizing is traced too

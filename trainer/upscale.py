@@ -25,16 +25,10 @@ from torch import Tensor
 from tqdm import tqdm
 
 from trainer.device import pick_device
-from trainer.inference import (
-    LoadedModel,
-    UpscaleError,
-    UpscaleOptions,
-    chunk_spans,
-    load_model,
-    run_tiled,
-    upscale_frames,
-)
-from trainer.upscale_io import FrameSink, VideoOptions, open_source
+from trainer.infer.load import load_model
+from trainer.infer.model import LoadedModel, UpscaleError, UpscaleOptions
+from trainer.infer.sequence import chunk_spans, run_tiled, upscale_frames
+from trainer.infer.video import FrameSink, VideoOptions, open_source
 
 QUEUE_FRAMES = 8  # frames decoded ahead of the model, and HR frames waiting for the encoder
 _END = object()

@@ -25,7 +25,7 @@ import torch
 from torch.nn.utils import get_total_norm
 
 import ckpt
-from trainer.snapshot import SnapshotBuffers, to_cpu, unwrap
+from trainer.train.snapshot import SnapshotBuffers, to_cpu, unwrap
 
 NAN = float("nan")
 EVENT_EVERY_S = 10.0  # nan_skipped events at most this often (the status carries the count always)

@@ -15,18 +15,19 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 import ckpt
-from trainer import data, validation
-from trainer.batches import BatchStream
-from trainer.checkpoint import from_checkpoint
+from trainer import data
 from trainer.config import Config, ConfigError
-from trainer.console import KEYS_HINT, choose_checkpoint, is_tty
 from trainer.device import pick_device
-from trainer.distributed import DistInfo, broadcast_object, cleanup, init_distributed, local_device
-from trainer.replicas import ReplicaGuard
-from trainer.reporting import Reporting
-from trainer.saving import CheckpointSaver
-from trainer.snapshot import seed_everything, unwrap
-from trainer.state import TrainingState
+from trainer.report.console import KEYS_HINT, choose_checkpoint, is_tty
+from trainer.report.reporting import Reporting
+from trainer.train import validation
+from trainer.train.batches import BatchStream
+from trainer.train.checkpoint import from_checkpoint
+from trainer.train.distributed import DistInfo, broadcast_object, cleanup, init_distributed, local_device
+from trainer.train.replicas import ReplicaGuard
+from trainer.train.saving import CheckpointSaver
+from trainer.train.snapshot import seed_everything, unwrap
+from trainer.train.state import TrainingState
 
 
 class Run:

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from trainer.inference import LoadedModel, UpscaleError
+from trainer.infer.model import LoadedModel, UpscaleError
 
 INPUT, OUTPUT = "lr", "hr"
 METADATA = ("model_name", "scale", "num_frames", "many_to_many", "frames", "model_kwargs", "fp16")

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 
 from trainer import data
 from trainer.config import Config
-from trainer.distributed import DistInfo, ShardedSampler
+from trainer.train.distributed import DistInfo, ShardedSampler
 
 
 def ignore_stop_signals(_worker_id: int) -> None:

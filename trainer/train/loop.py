@@ -1,6 +1,6 @@
 """The training loop, top to bottom: commands, LR, forward/backward, clip, step, log, validate, save.
 
-`Trainer(cfg, opts)` builds a run (trainer.run), `run()` trains
+`Trainer(cfg, opts)` builds a run (trainer.train.run), `run()` trains
 until max_iters, a stop command, Q, SIGINT/SIGTERM or an exception; every way out
 leaves a checkpoint with the real step behind it.
 """
@@ -17,17 +17,16 @@ import torch
 
 import ckpt
 import protocol
-from trainer.checkpoint import to_checkpoint
 from trainer.config import Config, ConfigError
-from trainer.console import ResumeError
-from trainer.control import Action, with_setting
 from trainer.data import DataError
-from trainer.distributed import broadcast_object, sync_step
-from trainer.divergence import DivergenceError, optimizer_step
-from trainer.replicas import ReplicaMismatch
-from trainer.run import Run, build_run
-from trainer.schedule import set_lr
-from trainer.snapshot import capture_rng, restore_rng, unwrap
+from trainer.report.control import Action, with_setting
+from trainer.train.checkpoint import ResumeError, to_checkpoint
+from trainer.train.distributed import broadcast_object, sync_step
+from trainer.train.divergence import DivergenceError, optimizer_step
+from trainer.train.replicas import ReplicaMismatch
+from trainer.train.run import Run, build_run
+from trainer.train.schedule import set_lr
+from trainer.train.snapshot import capture_rng, restore_rng, unwrap
 
 # Errors that mean "fix your input", reported as one line by `python -m trainer` (a run that keeps
 # diverging after its rollbacks needs other settings too).

@@ -19,7 +19,7 @@ from PIL import Image
 from torch import Tensor
 
 from trainer.data.images import to_tensor
-from trainer.inference import UpscaleError
+from trainer.infer.model import UpscaleError
 
 IMAGE_EXT = (".png", ".jpg", ".jpeg")
 VIDEO_EXT = (".mp4", ".mkv", ".mov", ".avi", ".webm")

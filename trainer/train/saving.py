@@ -12,8 +12,8 @@ from typing import Any
 
 import ckpt
 from trainer.config import Config
-from trainer.snapshot import BackgroundWriter, SnapshotBuffers, freeze
-from trainer.telemetry import Telemetry
+from trainer.report.telemetry import Telemetry
+from trainer.train.snapshot import BackgroundWriter, SnapshotBuffers, freeze
 
 
 class CheckpointSaver:

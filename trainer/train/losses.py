@@ -1,7 +1,7 @@
 """HybridLoss: w_l1*pixel + w_ms*pixel(avgpool2) + w_grad*pixel(|dx|,|dy|) [+ w_perc*VGG16].
 
 `pixel` is L1 or Charbonnier. The weights are read at every call from a weight source
-(`LossWeights`, or `trainer.adaptive.AdaptiveLossWeights`), so the weights shown are the weights
+(`LossWeights`, or `trainer.train.adaptive.AdaptiveLossWeights`), so the weights shown are the weights
 used. `forward` returns (total, parts) with detached part tensors: logging them needs no sync.
 5-D inputs [B, T, 3, H, W] (many-to-many) are folded into the batch.
 """

@@ -1,7 +1,7 @@
 """The training state: what one optimizer step depends on, and what a checkpoint saves and restores.
 
 Model, optimizer, AMP grad scaler, loss (with its adaptive weights), gradient clipper, plateau
-boost, data position and the best validation quality so far; `trainer.checkpoint` turns this
+boost, data position and the best validation quality so far; `trainer.train.checkpoint` turns this
 object into a checkpoint dict and back.
 """
 
@@ -14,13 +14,14 @@ from typing import Any
 
 import torch
 
-from trainer import adaptive, losses, models, schedule
-from trainer.batches import BatchStream
+from trainer import models
 from trainer.config import Config, ConfigError
 from trainer.device import amp_dtype, autocast_dtype
-from trainer.distributed import DistInfo, wrap_model
-from trainer.divergence import Guard
-from trainer.snapshot import unwrap
+from trainer.train import adaptive, losses, schedule
+from trainer.train.batches import BatchStream
+from trainer.train.distributed import DistInfo, wrap_model
+from trainer.train.divergence import Guard
+from trainer.train.snapshot import unwrap
 
 
 class TrainingState:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import ckpt
+from trainer.train.checkpoint import ResumeError
 
 KEYS_HINT = "Keys: [P] pause/resume  [V] validate now  [C] checkpoint now  [Q] save and quit"
 
@@ -120,10 +121,6 @@ def ask_resume_or_new(count: int, run_dir: Path, input_fn: Callable[[str], str] 
         if answer in ("n", "new"):
             return "new"
         print_fn(f"please answer R or N (got {answer!r})")
-
-
-class ResumeError(ValueError):
-    """The requested checkpoint does not exist or cannot be used."""
 
 
 def choose_checkpoint(run_dir: Path, spec: str, *, tty: bool, input_fn: Callable[[str], str] = input,

@@ -1,11 +1,10 @@
-"""A trained model as a function of frames: rebuild it from a checkpoint, run it over a sequence.
+"""A loaded model run over a sequence of frames.
 
 The one-output-per-window model (vsrpp) slides a window of num_frames over the sequence (edges
 padded by repeating the first / last frame); many-to-many models (basicvsrpp) run on overlapping
 chunks of `window` frames and keep each chunk's centre part; `tile` splits frames into LR tiles.
 Frames may come as one tensor or as a stream (any iterable of [3, h, w]): only the frames the
 current window or chunk needs are held, so a film costs no more memory than a clip.
-A `.onnx` file from `trainer.export` loads as well (run by onnxruntime, see trainer/onnx_model.py).
 Used by `trainer.upscale` (videos and folders) and the model-side tools after it.
 """
 
@@ -14,89 +13,12 @@ from __future__ import annotations
 import itertools
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from trainer.device import autocast
-
-
-class UpscaleError(ValueError):
-    """What is wrong with the checkpoint, the input or the options, in words."""
-
-
-@dataclass
-class UpscaleOptions:
-    tile: int = 0  # LR tile side; 0 = whole frames
-    tile_overlap: int = 16  # LR pixels of context around each tile
-    window: int = 15  # frames per chunk for many-to-many models
-    window_overlap: int = 3  # frames of context on each side of a chunk
-    amp: bool = True  # float16 autocast on CUDA
-
-    def __post_init__(self) -> None:
-        if self.tile < 0 or self.tile_overlap < 0 or self.window_overlap < 0:
-            raise UpscaleError("--tile, --tile-overlap and --window-overlap must be >= 0")
-        if self.window - 2 * self.window_overlap < 1:
-            raise UpscaleError(f"--window ({self.window}) must exceed twice --window-overlap "
-                               f"({self.window_overlap})")
-
-
-@dataclass
-class LoadedModel:
-    model: nn.Module
-    name: str
-    scale: int
-    num_frames: int
-    many_to_many: bool
-    max_frames: int | None = None  # most frames one call takes (an exported model's fixed T); None = any
-    kwargs: dict = field(default_factory=dict)  # the model's arguments as the checkpoint gives them
-
-
-def check_expected(path: str | Path, name: str, scale: int, expect_model: str | None,
-                   expect_scale: int | None) -> None:
-    if expect_model is not None and name != expect_model:
-        raise UpscaleError(f"{path} holds a {name!r} model, not the expected {expect_model!r}")
-    if expect_scale is not None and scale != expect_scale:
-        raise UpscaleError(f"{path} holds a x{scale} model, not the expected x{expect_scale}")
-
-
-def load_model(path: str | Path, device: torch.device, *, expect_model: str | None = None,
-               expect_scale: int | None = None) -> LoadedModel:
-    """Rebuild the checkpoint's model (model_name/model_kwargs) and load its weights; a `.onnx`
-    file from `trainer.export` runs through onnxruntime instead."""
-    from ckpt import CheckpointError, load_checkpoint
-    from trainer import models
-
-    if Path(path).suffix.lower() == ".onnx":
-        from trainer.onnx_model import load_onnx
-
-        loaded = load_onnx(path, device)
-        check_expected(path, loaded.name, loaded.scale, expect_model, expect_scale)
-        return loaded
-    try:
-        state = load_checkpoint(path)
-    except CheckpointError as exc:
-        raise UpscaleError(str(exc)) from None
-    name, kwargs = state.get("model_name"), state.get("model_kwargs")
-    if not isinstance(name, str) or not isinstance(kwargs, dict) or "model_state_dict" not in state:
-        raise UpscaleError(f"{path} holds no model_name/model_kwargs/model_state_dict, so the model "
-                           "cannot be rebuilt (is it a training checkpoint of this project?)")
-    scale = int(kwargs.get("scale", 0))
-    check_expected(path, name, scale, expect_model, expect_scale)
-    if name not in models.MODEL_INFO:
-        raise UpscaleError(f"{path} holds an unknown model {name!r}; known: {', '.join(models.known_models())}")
-    # the checkpoint holds every weight: do not reread a SPyNet file that may not exist here
-    model = models.build(name, **{k: v for k, v in kwargs.items() if k != "spynet_pretrained"})
-    weights = {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in state["model_state_dict"].items()}
-    try:
-        model.load_state_dict(weights, strict=True)
-    except RuntimeError as exc:
-        raise UpscaleError(f"{path}: weights do not fit {name} {kwargs}: {exc}") from None
-    model.to(device).eval()
-    return LoadedModel(model, name, scale, int(kwargs.get("num_frames", 5)),
-                       bool(models.MODEL_INFO[name]["many_to_many"]), kwargs=kwargs)
+from trainer.infer.model import LoadedModel, UpscaleOptions
 
 
 def run_tiled(fn: Callable[[Tensor], Tensor], x: Tensor, scale: int, tile: int, overlap: int) -> Tensor:

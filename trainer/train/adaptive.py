@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .losses import LossWeights, image_gradients
+from trainer.train.losses import LossWeights, image_gradients
 
 __all__ = ["AdaptiveConfig", "AdaptiveLossWeights", "AdaptiveClipper", "ClipConfig", "sharpness"]
 

@@ -23,8 +23,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from trainer.device import autocast
-
-from .metrics import SSIM_WINDOW, psnr_per_image, quality, ssim_per_image, to_8bit
+from trainer.metrics import SSIM_WINDOW, psnr_per_image, quality, ssim_per_image, to_8bit
 
 __all__ = ["ValidationResult", "validate", "side_by_side"]
 

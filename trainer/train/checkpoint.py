@@ -13,15 +13,18 @@ from pathlib import Path
 from typing import Any
 
 from trainer.config import GENERIC_MODEL_KEYS, Config
-from trainer.console import ResumeError
-from trainer.snapshot import capture_rng, live_weights, restore_rng, to_cpu, unwrap
-from trainer.state import TrainingState
+from trainer.train.snapshot import capture_rng, live_weights, restore_rng, to_cpu, unwrap
+from trainer.train.state import TrainingState
 
 # Every top-level key of a training checkpoint (format_version is added by ckpt.save_checkpoint).
 CHECKPOINT_KEYS = ("format_version", "step", "epoch", "timestamp", "type", "model_name", "model_kwargs",
                    "config", "metrics", "model_state_dict", "optimizer_state_dict", "scheduler_state_dict",
                    "scaler_state_dict", "train_state", "rng_state", "data_state")
 TRAIN_STATE_KEYS = ("best_score", "clipper", "adaptive_loss", "divergence")
+
+
+class ResumeError(ValueError):
+    """The requested checkpoint does not exist or cannot be used."""
 
 
 def to_checkpoint(state: TrainingState, *, step: int, kind: str, config: Config,

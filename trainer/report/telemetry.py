@@ -22,7 +22,7 @@ import torch
 
 from protocol import HISTORY_FIELDS, STATES, VALIDATION_POINT_FIELDS, check_event
 from trainer.config import TelemetryConfig
-from trainer.runlog import RunLog
+from trainer.report.runlog import RunLog
 
 STATUS_MAX_AGE_S = 1.0
 ACTIVITY_EVERY_S = 2.0  # per-layer activity costs ~5-8% of a step: measured on one step in this interval

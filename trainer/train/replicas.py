@@ -16,9 +16,9 @@ import os
 import torch
 import torch.distributed as dist
 
-from trainer.distributed import DistInfo
-from trainer.snapshot import unwrap
-from trainer.state import TrainingState
+from trainer.train.distributed import DistInfo
+from trainer.train.snapshot import unwrap
+from trainer.train.state import TrainingState
 
 # Test hook, read here only: "RANK:STEP" perturbs that rank's weights after that step.
 PERTURB_ENV = "VSRPP_TEST_PERTURB_REPLICA"

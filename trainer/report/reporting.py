@@ -16,10 +16,10 @@ import ckpt
 import protocol
 from protocol import json_safe
 from trainer.config import Config
-from trainer.console import Console
-from trainer.control import ACTIONS, Controller, KeyReader, validate_set_args
-from trainer.runlog import RunLog
-from trainer.telemetry import Telemetry
+from trainer.report.console import Console
+from trainer.report.control import ACTIONS, Controller, KeyReader, validate_set_args
+from trainer.report.runlog import RunLog
+from trainer.report.telemetry import Telemetry
 
 Query = Callable[[dict[str, Any]], dict[str, Any]]
 
