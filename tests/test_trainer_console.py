@@ -42,6 +42,15 @@ def test_resume_from_the_start_prompt_shows_the_table_and_takes_a_choice(tmp_pat
     assert any("AVAILABLE CHECKPOINTS" in line for line in said)
 
 
+def test_the_start_prompt_takes_only_its_own_answers_and_asks_again_otherwise(tmp_path):
+    run_dir = _run_with_checkpoints(tmp_path / "run")
+    answers = iter(["f", "R", "2"])  # "f" is no answer the prompt offers
+    said: list[str] = []
+    chosen = choose_checkpoint(run_dir, "ask", tty=True, input_fn=lambda _p: next(answers), print_fn=said.append)
+    assert "please answer R or N (got 'f')" in said
+    assert chosen["step"] == 20
+
+
 def test_resume_never_archives_an_existing_run(tmp_path):
     run_dir = _run_with_checkpoints(tmp_path / "run")
     assert choose_checkpoint(run_dir, "never", tty=False, print_fn=lambda _m: None) is None

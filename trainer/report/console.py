@@ -111,12 +111,12 @@ def archive_run(run_dir: Path) -> Path:
 
 def ask_resume_or_new(count: int, run_dir: Path, input_fn: Callable[[str], str] = input,
                       print_fn: Callable[[str], None] = print) -> str:
-    """'resume' or 'new'; Enter means resume."""
+    """'resume' or 'new': the prompt's answers R/resume (or Enter) and N/new, any case; anything else asks again."""
     print_fn(f"\n{count} checkpoint(s) found in {run_dir}.")
     while True:
         answer = input_fn("[R]esume (default) or start a [N]ew run (old files are kept in an archive)? ")
         answer = answer.strip().lower()
-        if answer in ("", "r", "resume", "f"):
+        if answer in ("", "r", "resume"):
             return "resume"
         if answer in ("n", "new"):
             return "new"
