@@ -7,7 +7,7 @@ that read or write tensors.
 from __future__ import annotations
 
 from ckpt.errors import CheckpointError, UnsafeCheckpointError
-from ckpt.listing import describe_checkpoint, is_good, list_checkpoints
+from ckpt.listing import describe_checkpoint, is_good, list_checkpoints, size_mb
 from ckpt.naming import checkpoint_name, checkpoint_type, parse_step
 from ckpt.retention import prune
 from ckpt.selection import format_table, latest_good, prompt_for_checkpoint, select_checkpoint
@@ -38,4 +38,5 @@ __all__ = [
     "remove_stale_temp_files",
     "save_checkpoint",
     "select_checkpoint",
+    "size_mb",
 ]

@@ -17,9 +17,14 @@ from ckpt.errors import CheckpointError, UnsafeCheckpointError
 from ckpt.naming import split_name
 from ckpt.store import read_metadata
 
-__all__ = ["describe_checkpoint", "is_good", "is_usable", "list_checkpoints", "sort_key"]
+__all__ = ["describe_checkpoint", "is_good", "is_usable", "list_checkpoints", "size_mb", "sort_key"]
 
 _TYPE_ORDER = {"regular": 0, "best": 1, "emergency": 2}
+
+
+def size_mb(n_bytes: int) -> float:
+    """A checkpoint's size as every listing and event gives it: MiB (2**20 bytes), 2 decimals."""
+    return round(n_bytes / 2**20, 2)
 
 
 def _local_datetime(value: Any) -> datetime | None:
@@ -77,7 +82,7 @@ def describe_checkpoint(path: str | os.PathLike[str]) -> dict:
         "psnr": None,
         "ssim": None,
         "epoch": None,
-        "size_mb": round(stat.st_size / 2**20, 2),
+        "size_mb": size_mb(stat.st_size),
         "timestamp": datetime.fromtimestamp(stat.st_mtime),
         "mtime": stat.st_mtime,
         "status": "ok",

@@ -50,7 +50,7 @@ class CheckpointSaver:
         protect = [p for p in (self.resumed_from, path) if p is not None]
         removed = ckpt.prune(self.run_dir, keep_last=cfg.checkpoint.keep_last,
                              keep_best=cfg.checkpoint.keep_best, protect=protect)
-        size_mb = round(path.stat().st_size / 1e6, 2) if path.exists() else None
+        size_mb = ckpt.size_mb(path.stat().st_size) if path.exists() else None
         metrics = {k: v for k, v in state["metrics"].items() if k in ("quality", "loss")}
         self.telemetry.event("checkpoint_saved", f"Checkpoint saved: {path.name}", path=str(path),
                              filename=path.name, step=state["step"], type=state["type"],
