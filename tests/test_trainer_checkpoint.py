@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 import torch
 
 import ckpt
+from ckpt.__main__ import main as ckpt_cli
 from trainer.config import load_config
 from trainer.train.batches import BatchStream
 from trainer.train.checkpoint import CHECKPOINT_KEYS, TRAIN_STATE_KEYS, ResumeError, from_checkpoint, to_checkpoint
@@ -68,9 +70,36 @@ def test_from_checkpoint_restores_what_to_checkpoint_wrote(tmp_path):
     assert all(torch.equal(v, b["model_state_dict"][k]) for k, v in a["model_state_dict"].items())
     assert b["train_state"] == a["train_state"] and b["data_state"] == a["data_state"]
     assert b["scheduler_state_dict"] == a["scheduler_state_dict"] and b["epoch"] == a["epoch"]
+    assert b["metrics"] == a["metrics"]
     for x, y in zip(a["optimizer_state_dict"]["state"].values(), b["optimizer_state_dict"]["state"].values(),
                     strict=True):
         assert all(torch.equal(x[k], y[k]) for k in x)
+
+
+def test_a_resumed_run_lists_its_last_validation_quality_before_it_validates_again(tmp_path, capsys):
+    cfg = load_config(overrides=TINY)
+    validated = _trained(_state())  # validated at step 10: quality 0.5
+    first = tmp_path / ckpt.checkpoint_name(10)
+    ckpt.save_checkpoint(first, freeze(to_checkpoint(validated, step=10, kind="regular", config=cfg,
+                                                     train_loss=0.2)))
+    resumed = _state()
+    from_checkpoint(ckpt.load_checkpoint(first), resumed, first)
+    ckpt.save_checkpoint(tmp_path / ckpt.checkpoint_name(12), freeze(to_checkpoint(
+        resumed, step=12, kind="regular", config=cfg, train_loss=0.3)))
+    assert ckpt_cli(["list", str(tmp_path), "--json"]) == 0  # `just ckpt list RUN --json`
+    listed = json.loads(capsys.readouterr().out)
+    assert [(e["step"], e["quality"], e["psnr"], e["loss"]) for e in listed] == [
+        (10, 0.5, 30.0, 0.1), (12, 0.5, 30.0, 0.1)]
+
+
+def test_before_any_validation_a_resumed_run_lists_no_quality_and_its_fresh_training_loss(tmp_path):
+    cfg = load_config(overrides=TINY)
+    first = tmp_path / ckpt.checkpoint_name(2)
+    ckpt.save_checkpoint(first, freeze(to_checkpoint(_state(), step=2, kind="regular", config=cfg, train_loss=0.2)))
+    resumed = _state()
+    from_checkpoint(ckpt.load_checkpoint(first), resumed, first)
+    assert to_checkpoint(resumed, step=3, kind="regular", config=cfg, train_loss=0.3)["metrics"]["loss"] == 0.3
+    assert resumed.last_validation == {}
 
 
 def test_a_checkpoint_of_another_model_is_refused_with_the_settings_that_fit(tmp_path):

@@ -61,8 +61,9 @@ def from_checkpoint(ckpt: dict[str, Any], state: TrainingState, path: Path) -> i
     """Restore `state` (and the random streams) from a checkpoint read from `path`; the step it holds.
 
     Older checkpoints may lack the scaler, train, scheduler, data and RNG parts: those keep
-    their fresh values. `config`, `metrics`, `epoch`, `timestamp` and `type` describe the file
-    and are not restored (the run's config comes from its command line).
+    their fresh values. `metrics` gives back the latest validation when there was one, so the next
+    checkpoints carry its quality before the run validates again. `config`, `epoch`, `timestamp` and
+    `type` describe the file and are not restored (the run's config comes from its command line).
     """
     check_model(ckpt, state, path)
     try:
@@ -88,7 +89,16 @@ def from_checkpoint(ckpt: dict[str, Any], state: TrainingState, path: Path) -> i
         state.batches.load_state_dict(ckpt["data_state"])
     if ckpt.get("rng_state"):
         restore_rng(ckpt["rng_state"])
+    state.last_validation = last_validation(ckpt.get("metrics") or {})
     return int(ckpt["step"])
+
+
+def last_validation(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The latest validation `to_checkpoint` wrote into `metrics`; {} when there was none yet (its
+    `loss` is then the training loss, which the next checkpoints take fresh)."""
+    if metrics.get("quality") is None:
+        return {}
+    return {k: metrics.get(k) for k in ("quality", "loss", "psnr", "ssim")}
 
 
 def check_model(ckpt: dict[str, Any], state: TrainingState, path: Path) -> None:
