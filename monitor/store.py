@@ -1,0 +1,385 @@
+"""Every run the monitor has met, kept in SQLite: runs, history points, validations (+ images), events.
+
+`Store` owns every SQL statement of the monitor. Writes go through a queue to one writer thread that
+batches them (`executemany`, one transaction per batch, at most a few commits a second), never on
+the event loop; reads use a connection of their own (WAL: readers never wait for the writer).
+One monitor per file: a lock file beside it (`PATH.lock`, fcntl.flock) names the owner.
+A file that is not a sound database is moved aside, never deleted. A failed write (a full disk)
+stops the storing with one line on stderr; reads and the dashboard go on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import queue
+import socket
+import sqlite3
+import sys
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+MEMORY = ":memory:"
+KEEP_IMAGES = 100  # per run, beside every `_best` one
+POINT_COLUMNS = ("iteration", "total_loss", "learn_rate", "iter_speed", "gpu_memory", "timestamp",
+                 "loss_min", "loss_max")
+RUN_COLUMNS = ("id", "name", "host", "run_dir", "state", "iteration", "max_iterations", "best_score",
+               "started", "ended", "last_seen", "init_from")
+
+SCHEMA = [  # index i migrates user_version i -> i + 1
+    """
+    CREATE TABLE runs (id TEXT PRIMARY KEY, name TEXT NOT NULL, host TEXT, run_dir TEXT, state TEXT,
+        iteration INTEGER NOT NULL DEFAULT 0, max_iterations INTEGER NOT NULL DEFAULT 0, best_score REAL,
+        started REAL, ended REAL, last_seen REAL, init_from TEXT);
+    CREATE TABLE points (run TEXT NOT NULL, iteration INTEGER NOT NULL, total_loss REAL, learn_rate REAL,
+        iter_speed REAL, gpu_memory REAL, timestamp REAL, loss_min REAL, loss_max REAL,
+        PRIMARY KEY (run, iteration)) WITHOUT ROWID;
+    CREATE TABLE validations (run TEXT NOT NULL, iteration INTEGER NOT NULL, metrics TEXT NOT NULL,
+        PRIMARY KEY (run, iteration)) WITHOUT ROWID;
+    CREATE TABLE images (id INTEGER PRIMARY KEY, run TEXT NOT NULL, iteration INTEGER NOT NULL,
+        best INTEGER NOT NULL, type TEXT NOT NULL, data BLOB NOT NULL, UNIQUE (run, iteration));
+    CREATE TABLE events (id INTEGER PRIMARY KEY, run TEXT NOT NULL, ts REAL, kind TEXT, message TEXT,
+        data TEXT);
+    CREATE INDEX events_by_run ON events (run, id);
+    """,
+]
+
+Statement = tuple[str, list[tuple[Any, ...]]]  # SQL and its rows (executemany)
+
+
+class StoreError(Exception):
+    """The store cannot be opened (one line, for the CLI: exit 2)."""
+
+
+class StoreBusy(StoreError):
+    """Another monitor holds the file."""
+
+
+def default_path() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "vsrpp" / "monitor.sqlite"
+
+
+def bucket_of(iteration: int, first: int, last: int, points: int) -> int:
+    """The history bucket of `iteration` when `points` buckets cover [first, last] evenly
+    (the same rule in SQL below and in the mock trainer)."""
+    return (iteration - first) * points // (last - first + 1)
+
+
+class Store:
+    def __init__(self, path: str | Path = MEMORY, *, owner: dict[str, Any] | None = None,
+                 batch_s: float = 0.25, log: Any = None) -> None:
+        self.path = str(path)
+        self.memory = self.path == MEMORY
+        self.batch_s = batch_s
+        self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+        self.error: str | None = None  # why storing stopped
+        self.moved_aside: Path | None = None
+        self._lock_fd: int | None = None
+        if not self.memory:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self._take_lock(owner or {})
+        try:
+            self._writer = self._open_checked()
+        except BaseException:
+            self._release_lock()
+            raise
+        self._reader = self._writer if self.memory else self._connect()
+        self._write_lock = threading.Lock()
+        self._read_lock = self._write_lock if self.memory else threading.Lock()
+        self._queue: queue.SimpleQueue[list[Statement] | threading.Event | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._write_loop, name="monitor-store", daemon=True)
+        self._thread.start()
+
+    # ---- opening ------------------------------------------------------------
+    def _take_lock(self, owner: dict[str, Any]) -> None:
+        lock_path = self.path + ".lock"
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise StoreBusy(f"{self.path} is in use by another monitor ({_describe_owner(lock_path)}); "
+                            "stop it or pass --db OTHER_FILE") from None
+        info = {"pid": os.getpid(), "host": socket.gethostname(), **owner}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(info).encode(), 0)
+        self._lock_fd = fd
+
+    def _release_lock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing drops the flock; the file stays (harmless)
+            self._lock_fd = None
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        conn.execute("PRAGMA busy_timeout = 5000")
+        return conn
+
+    def _open_checked(self) -> sqlite3.Connection:
+        """Open and migrate; a damaged file is moved aside (named in one line) and a new one started."""
+        try:
+            return self._open()
+        except sqlite3.DatabaseError as exc:
+            if self.memory:
+                raise
+            self.moved_aside = self._move_aside()
+            self.log(f"monitor: the database {self.path} is damaged ({exc}); moved it to {self.moved_aside} "
+                     "and started a new one")
+            return self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        conn = self._connect()
+        try:
+            if not self.memory:
+                conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            check = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
+            if check != "ok":
+                raise sqlite3.DatabaseError(check)
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            for step in range(version, len(SCHEMA)):
+                conn.executescript(f"BEGIN; {SCHEMA[step]}; PRAGMA user_version = {step + 1}; COMMIT;")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _move_aside(self) -> Path:
+        aside = Path(f"{self.path}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+        for suffix in ("", "-wal", "-shm"):
+            source = Path(self.path + suffix)
+            if source.exists():
+                source.rename(Path(str(aside) + suffix))
+        return aside
+
+    # ---- the writer thread --------------------------------------------------
+    def _submit(self, *statements: Statement) -> None:
+        if self.error is None:
+            self._queue.put(list(statements))
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until everything submitted so far is written (or storing stopped)."""
+        done = threading.Event()
+        self._queue.put(done)
+        return done.wait(timeout)
+
+    def _write_loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            batch: list[Statement] = []
+            waiters: list[threading.Event] = []
+            stop = False
+            while True:
+                if item is None:
+                    stop = True
+                elif isinstance(item, threading.Event):
+                    waiters.append(item)
+                else:
+                    batch.extend(item)
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            started = time.monotonic()
+            if batch and self.error is None:
+                self._write(batch)
+            for waiter in waiters:
+                waiter.set()
+            if stop:
+                return
+            time.sleep(max(0.0, self.batch_s - (time.monotonic() - started)))
+
+    def _write(self, batch: list[Statement]) -> None:
+        with self._write_lock:
+            try:
+                self._writer.execute("BEGIN")
+                for sql, rows in _grouped(batch):
+                    self._writer.executemany(sql, rows)
+                self._writer.execute("COMMIT")
+            except sqlite3.Error as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    self._writer.execute("ROLLBACK")
+                self.error = str(exc)
+                self.log(f"monitor: storing stopped: {exc} ({self.path}); the dashboard goes on, "
+                         "but nothing more is kept")
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+        for conn in {id(c): c for c in (self._reader, self._writer)}.values():
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+        self._release_lock()
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        with self._read_lock:
+            yield self._reader
+
+    # ---- runs ---------------------------------------------------------------
+    def upsert_run(self, run: dict[str, Any]) -> None:
+        """Insert or update a run's row: only the columns given change (`id` and `name` required)."""
+        cols = [c for c in RUN_COLUMNS if c in run]
+        updates = ", ".join(f"{c} = excluded.{c}" for c in cols if c != "id")
+        sql = (f"INSERT INTO runs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
+               f"ON CONFLICT (id) DO UPDATE SET {updates}")
+        self._submit((sql, [tuple(run[c] for c in cols)]))
+
+    def runs(self) -> list[dict[str, Any]]:
+        """Every stored run, newest first."""
+        with self._reading() as db:
+            rows = db.execute(f"SELECT {', '.join(RUN_COLUMNS)} FROM runs "
+                              "ORDER BY COALESCE(started, last_seen, 0) DESC").fetchall()
+        return [dict(zip(RUN_COLUMNS, row, strict=True)) for row in rows]
+
+    def run(self, key: str) -> dict[str, Any] | None:
+        """A run by id, else by display name (the newest of that name)."""
+        with self._reading() as db:
+            row = db.execute(f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE id = ? OR name = ? "
+                             "ORDER BY id = ? DESC, COALESCE(started, 0) DESC LIMIT 1", (key, key, key)).fetchone()
+        return dict(zip(RUN_COLUMNS, row, strict=True)) if row else None
+
+    def delete_run(self, run_id: str) -> None:
+        self._submit(*[(f"DELETE FROM {table} WHERE {col} = ?", [(run_id,)])
+                       for table, col in (("points", "run"), ("validations", "run"), ("images", "run"),
+                                          ("events", "run"), ("runs", "id"))])
+
+    # ---- history points -----------------------------------------------------
+    def add_points(self, run_id: str, points: Iterable[dict[str, Any]]) -> None:
+        rows = [_point_row(run_id, p) for p in points]
+        if rows:
+            self._submit((_INSERT_POINT, rows))
+
+    def replace_points(self, run_id: str, first: int, last: int, points: Iterable[dict[str, Any]]) -> None:
+        """The trainer's record for iterations [first, last] replaces ours there (one transaction)."""
+        rows = [_point_row(run_id, p) for p in points]
+        self._submit(("DELETE FROM points WHERE run = ? AND iteration BETWEEN ? AND ?", [(run_id, first, last)]),
+                     *([(_INSERT_POINT, rows)] if rows else []))
+
+    def last_iteration(self, run_id: str) -> int | None:
+        with self._reading() as db:
+            return db.execute("SELECT MAX(iteration) FROM points WHERE run = ?", (run_id,)).fetchone()[0]
+
+    def history(self, run_id: str, points: int = 2000, first: int | None = None,
+                last: int | None = None) -> dict[str, Any]:
+        """At most `points` points covering [first, last] evenly: each the last record of its bucket,
+        with the bucket's lowest and highest loss; and every validation in range."""
+        points = max(int(points), 1)
+        with self._reading() as db:
+            top = db.execute("SELECT MAX(iteration) FROM points WHERE run = ?", (run_id,)).fetchone()[0]
+            top_val = db.execute("SELECT MAX(iteration) FROM validations WHERE run = ?", (run_id,)).fetchone()[0]
+            known = max((t for t in (top, top_val) if t is not None), default=0)
+            first = max(0, first or 0)
+            last = known if last is None else last
+            rows = db.execute(_HISTORY, {"run": run_id, "first": first, "last": last, "n": points,
+                                         "span": max(last - first + 1, 1)}).fetchall() if last >= first else []
+            vals = db.execute(
+                "SELECT v.metrics, EXISTS (SELECT 1 FROM images i WHERE i.run = v.run AND i.iteration = v.iteration) "
+                "FROM validations v WHERE v.run = ? AND v.iteration BETWEEN ? AND ? ORDER BY v.iteration",
+                (run_id, first, last)).fetchall()
+        history = [dict(zip(POINT_COLUMNS, row, strict=True)) for row in rows]
+        validations = [{**json.loads(m), "image": bool(img)} for m, img in vals]
+        return {"history": history, "validations": validations, "from": first, "to": last, "last_iteration": known}
+
+    # ---- validations and their images ---------------------------------------
+    def add_validation(self, run_id: str, metrics: dict[str, Any], image: bytes | None = None,
+                       image_type: str | None = None, best: bool = False) -> None:
+        iteration = int(metrics["iteration"])
+        statements: list[Statement] = [("INSERT OR REPLACE INTO validations (run, iteration, metrics) VALUES (?, ?, ?)",
+                                        [(run_id, iteration, json.dumps(metrics, allow_nan=False))])]
+        if image is not None and image_type:
+            statements += [
+                ("INSERT OR REPLACE INTO images (run, iteration, best, type, data) VALUES (?, ?, ?, ?, ?)",
+                 [(run_id, iteration, int(best), image_type, image)]),
+                ("DELETE FROM images WHERE run = ? AND best = 0 AND iteration NOT IN "
+                 "(SELECT iteration FROM images WHERE run = ? ORDER BY iteration DESC LIMIT ?)",
+                 [(run_id, run_id, KEEP_IMAGES)]),
+            ]
+        self._submit(*statements)
+
+    def validation(self, run_id: str, iteration: int | None = None) -> dict[str, Any] | None:
+        """One validation's metrics (default: the latest), with `image` saying whether it is kept."""
+        where, args = ("AND v.iteration = ?", (run_id, iteration)) if iteration is not None else ("", (run_id,))
+        with self._reading() as db:
+            row = db.execute(
+                "SELECT v.metrics, EXISTS (SELECT 1 FROM images i WHERE i.run = v.run AND i.iteration = v.iteration) "
+                f"FROM validations v WHERE v.run = ? {where} ORDER BY v.iteration DESC LIMIT 1", args).fetchone()
+        return {**json.loads(row[0]), "image": bool(row[1])} if row else None
+
+    def image(self, run_id: str, iteration: int | None = None) -> tuple[bytes, str, int] | None:
+        """A kept comparison image: (bytes, content type, iteration); default: the latest kept."""
+        where, args = ("AND iteration = ?", (run_id, iteration)) if iteration is not None else ("", (run_id,))
+        with self._reading() as db:
+            row = db.execute(f"SELECT data, type, iteration FROM images WHERE run = ? {where} "
+                             "ORDER BY iteration DESC LIMIT 1", args).fetchone()
+        return (bytes(row[0]), row[1], row[2]) if row else None
+
+    # ---- events -------------------------------------------------------------
+    def add_event(self, run_id: str, event: dict[str, Any]) -> None:
+        data = event.get("data")
+        self._submit(("INSERT INTO events (run, ts, kind, message, data) VALUES (?, ?, ?, ?, ?)",
+                      [(run_id, event.get("ts"), event.get("kind"), event.get("message"),
+                        json.dumps(data) if data is not None else None)]))
+
+    def events(self, run_id: str, limit: int = 200) -> list[dict[str, Any]]:
+        """The run's last `limit` events, oldest first."""
+        with self._reading() as db:
+            rows = db.execute("SELECT ts, kind, message, data FROM events WHERE run = ? ORDER BY id DESC LIMIT ?",
+                              (run_id, limit)).fetchall()
+        return [{"ts": ts, "kind": kind, "message": message, "data": json.loads(data) if data else {}}
+                for ts, kind, message, data in reversed(rows)]
+
+    # ---- size ---------------------------------------------------------------
+    def counts(self) -> dict[str, int]:
+        with self._reading() as db:
+            return {t: db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
+                    for t in ("runs", "points", "validations", "images", "events")}
+
+
+_INSERT_POINT = (f"INSERT OR REPLACE INTO points (run, {', '.join(POINT_COLUMNS)}) "
+                 f"VALUES (?, {', '.join('?' * len(POINT_COLUMNS))})")
+
+# Buckets of [first, last]; each point is its bucket's last record, with the bucket's loss extremes.
+_HISTORY = f"""
+WITH b AS (
+    SELECT (iteration - :first) * :n / :span AS k, MAX(iteration) AS last_it,
+           MIN(loss_min) AS lo, MAX(loss_max) AS hi
+    FROM points WHERE run = :run AND iteration BETWEEN :first AND :last GROUP BY k)
+SELECT {', '.join(f'p.{c}' for c in POINT_COLUMNS[:-2])}, b.lo, b.hi
+FROM b JOIN points p ON p.run = :run AND p.iteration = b.last_it ORDER BY p.iteration
+"""
+
+
+def _point_row(run_id: str, point: dict[str, Any]) -> tuple[Any, ...]:
+    loss = point.get("total_loss")
+    lo, hi = point.get("loss_min"), point.get("loss_max")
+    return (run_id, int(point["iteration"]), loss, point.get("learn_rate"), point.get("iter_speed"),
+            point.get("gpu_memory"), point.get("timestamp"), loss if lo is None else lo, loss if hi is None else hi)
+
+
+def _grouped(batch: list[Statement]) -> Iterator[Statement]:
+    """Consecutive statements with the same SQL become one executemany (order kept)."""
+    sql, rows = batch[0][0], list(batch[0][1])
+    for next_sql, next_rows in batch[1:]:
+        if next_sql == sql:
+            rows.extend(next_rows)
+        else:
+            yield sql, rows
+            sql, rows = next_sql, list(next_rows)
+    yield sql, rows
+
+
+def _describe_owner(lock_path: str) -> str:
+    try:
+        info = json.loads(Path(lock_path).read_text() or "{}")
+    except (OSError, ValueError):
+        info = {}
+    parts = [f"pid {info['pid']}" if "pid" in info else "", f"on {info['host']}" if "host" in info else "",
+             f"serving port {info['port']}" if "port" in info else ""]
+    return " ".join(p for p in parts if p) or "owner unknown"
