@@ -56,7 +56,7 @@ def test_a_short_run_publishes_and_logs_finite_non_negative_activity(tmp_path: P
     reader.start()
     time.sleep(0.3)  # slow joiner
     try:
-        assert trainer.train.run() == 0
+        assert trainer.run() == 0
     finally:
         done.set()
         reader.join(10)

@@ -96,7 +96,7 @@ def test_clip_folders_train_every_output_frame_with_an_even_clip_length(tmp_path
                                              "train.max_iters": 2})
     shapes, loss_fn = [], trainer.parts.state.loss_fn
     trainer.parts.state.loss_fn = lambda pred, gt: (shapes.append((pred.shape, gt.shape)), loss_fn(pred, gt))[1]
-    assert trainer.train.run() == 0
+    assert trainer.run() == 0
     assert shapes[0] == (torch.Size([1, 4, 3, 16, 16]),) * 2  # training: all four frames
     assert ckpt.select_checkpoint(tmp_path / "run", "latest")["step"] == 2
 

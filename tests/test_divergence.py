@@ -9,6 +9,9 @@ import pytest
 import torch
 
 import ckpt
+from tests.trainer_support import make_trainer
+from trainer.config import load_config
+from trainer.report.control import Action, with_setting
 from trainer.train.adaptive import AdaptiveClipper
 from trainer.train.divergence import (
     DivergenceConfig,
@@ -190,3 +193,29 @@ def test_without_a_snapshot_a_rollback_restores_the_newest_finite_checkpoint(tmp
     _run(guard, state, tel, range(5, 7), set(), tmp_path)
     assert tel.events[-2] == ("diverged", {"step": 6, "restore_step": 2})
     assert _same(at_2, _tensors(state))
+
+
+def test_a_live_set_of_max_rollbacks_lets_a_run_roll_back_again_instead_of_stopping(tmp_path):
+    cfg = load_config(overrides={"divergence.max_skips": 2, "divergence.check_every": 2,
+                                 "divergence.snapshot_every": 4, "divergence.max_rollbacks": 1})
+    state, guard, tel = _state(), Guard(cfg.divergence), Events()
+    guard.start(0, state, tmp_path)
+    _run(guard, state, tel, range(1, 9), {7, 8}, tmp_path)  # rollback 1 at step 8
+    guard.cfg = with_setting(cfg, "divergence.max_rollbacks", 2).divergence  # what `set` hands the guard
+    _run(guard, state, tel, range(9, 11), {9, 10}, tmp_path)  # with max_rollbacks 1 this stopped the run
+    assert tel.kinds().count("recovered") == 2
+    with pytest.raises(DivergenceError, match="after 2 rollback"):
+        _run(guard, state, tel, range(11, 13), {11, 12}, tmp_path)
+
+
+def test_the_trainer_takes_a_set_of_a_divergence_knob_and_refuses_its_cadences(tmp_path):
+    trainer = make_trainer(tmp_path)
+    try:
+        trainer._apply(Action("set", {"key": "divergence.max_skips", "value": 25}))
+        assert trainer.parts.state.divergence.cfg.max_skips == 25
+        with pytest.raises(ValueError, match="'divergence.check_every' cannot be set while training"):
+            with_setting(trainer.cfg, "divergence.check_every", 1)
+        with pytest.raises(ValueError, match="lr_factor must be in"):
+            with_setting(trainer.cfg, "divergence.lr_factor", 2.0)
+    finally:
+        trainer.parts.close()

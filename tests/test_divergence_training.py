@@ -89,7 +89,7 @@ class NanWeightsThenSaveAt(StopAt):
 def test_a_save_of_nan_weights_is_refused_and_never_written(tmp_path):
     trainer = _trainer(tmp_path, **{"train.max_iters": 3})
     trainer.parts.report.controller = NanWeightsThenSaveAt(trainer, 2)
-    assert trainer.train.run() == 0
+    assert trainer.run() == 0
     assert ckpt.list_checkpoints(tmp_path) == []
     refused = [data for kind, data in events(tmp_path) if kind == "checkpoint_refused"]
     assert [d["step"] for d in refused] == [2, 3]  # the command's save and the final one

@@ -59,7 +59,7 @@ def test_ctrl_c_twice_leaves_one_exact_emergency_checkpoint(tmp_path, straight):
     run_dir = tmp_path / "run"
     trainer = make_trainer(run_dir)
     trainer.parts.report.controller = CtrlCTwiceAt(trainer, 3)
-    assert trainer.train.run() == 128 + signal.SIGINT
+    assert trainer.run() == 128 + signal.SIGINT
     assert signal.getsignal(signal.SIGINT) is not None  # the trainer's handler is gone again
     entries = ckpt.list_checkpoints(run_dir)
     assert [(e["step"], e["type"], e["status"]) for e in entries] == [(3, "emergency", "ok")]
@@ -87,7 +87,7 @@ def test_a_crashed_and_resumed_run_saves_the_straight_runs_checkpoint_rng_states
     run_dir = tmp_path / "run"
     trainer = make_trainer(run_dir)
     trainer.parts.report.controller = CtrlCTwiceAt(trainer, 3)
-    assert trainer.train.run() == 128 + signal.SIGINT
+    assert trainer.run() == 128 + signal.SIGINT
     _other_code_draws_random_numbers()
     assert make_trainer(run_dir, resume="latest").run() == 0
     assert_same_checkpoint(straight, final_state(run_dir))
@@ -118,5 +118,5 @@ class PauseThenSetAndResume(ScriptedCommands):
 def test_set_and_resume_sent_together_while_paused_are_both_applied(tmp_path):
     trainer = make_trainer(tmp_path / "run")
     trainer.parts.report.controller = PauseThenSetAndResume(trainer)
-    assert trainer.train.run() == 0
+    assert trainer.run() == 0
     assert trainer.step == 6 and trainer.cfg.schedule.lr_max == 1e-3

@@ -59,7 +59,7 @@ class Terminal:
 def _earlier_run(run_dir) -> None:
     """A run stopped at step 2, with the same tiny model the command line below asks for."""
     trainer = _trainer(run_dir, stop_at=2, **{"train.num_workers": 0})
-    assert trainer.train.run() == 0
+    assert trainer.run() == 0
 
 
 def test_start_prompt_then_keys_validate_pause_and_quit_with_a_checkpoint(tmp_path):

@@ -1,0 +1,339 @@
+"""Reading the project's documents for the tests that keep them true (tests/test_docs_truth.py): the claims
+they make about command lines, config keys, defaults, modules and paths, each with where it was made, and
+the argparse parser of each command line.
+
+Conventions the documents follow so that a test can read them:
+- a command line is named as `python -m MODULE` or `just RECIPE`; every `--flag` after it, up to the next
+  command line or heading, is one of its flags (a flag before any command line: one of some CLI's flags);
+- a config key is `section.key` (in a ```python block only inside quotes, where `x.y` is Python);
+- a default is stated as `` `--flag` (VALUE) `` or `` `section.key` (VALUE) ``, in a `| flag | default |`
+  table, or as `name=VALUE` in a call signature `Name(...)` of a class or function.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import importlib
+import inspect
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ("README.md", "monitor/README.md", *(f"docs/{p.name}" for p in sorted((ROOT / "docs").glob("*.md"))))
+PACKAGES = ("trainer", "ckpt", "protocol", "monitor", "bench")
+FILE_SUFFIXES = {"py", "md", "toml", "json", "jsonl", "pth", "pt", "onnx", "pkl", "png", "csv", "mp4", "js", "txt"}
+
+
+@dataclass(frozen=True)
+class Claim:
+    doc: str
+    line: int
+    what: str  # the flag, key, path or name claimed
+    cli: str | None = None  # for a flag: the CLI's module (None: no CLI named before it)
+    sub: str | None = None  # for a flag: the word after the CLI's name (maybe its subcommand)
+    value: str | None = None  # for a default: the value as written
+
+    def __str__(self) -> str:
+        return f"{self.doc}:{self.line}: {self.what}" + (f" ({self.value})" if self.value is not None else "")
+
+
+@cache
+def read(doc: str) -> str:
+    return (ROOT / doc).read_text()
+
+
+def line_of(text: str, pos: int) -> int:
+    return text.count("\n", 0, pos) + 1
+
+
+def prose(doc: str) -> str:
+    """The document with its ```python blocks reduced to their string literals (blanks keep positions)."""
+    def strings_only(block: re.Match) -> str:
+        body = block.group(0)
+        kept = "".join(m.group(0) if m.group(1) else re.sub(r"[^\n]", " ", m.group(0))
+                       for m in re.finditer(r'("[^"\n]*")|[^"]+|"', body))
+        return kept
+    return re.sub(r"```python\n.*?```", strings_only, read(doc), flags=re.DOTALL)
+
+
+# --- command lines --------------------------------------------------------------------------------------
+
+# How the documents name a command line -> the module whose `main(argv)` parses it (None: not ours).
+CLIS: list[tuple[str, str | None]] = [
+    (r"(?:python -m |just )(?:trainer\.)?upscale\b", "trainer.upscale"),
+    (r"(?:python -m |just )(?:trainer\.)?evaluate\b", "trainer.evaluate"),
+    (r"(?:python -m |just )(?:trainer\.)?export\b", "trainer.export"),
+    (r"(?:python -m |just )(?:trainer\.)?prepare\b", "trainer.prepare.__main__"),
+    (r"python -m monitor\.demo\b|just demo\b", "monitor.demo"),
+    (r"(?:python )?-m trainer\b(?!\.)|just train\b", "trainer.__main__"),
+    (r"python -m monitor\b|just monitor\b", "monitor.__main__"),
+    (r"python -m protocol\b|just ctl\b", "protocol.__main__"),
+    (r"python -m ckpt\b|just ckpt\b", "ckpt.__main__"),
+    (r"torchrun\b|pip install\b|python -m (?:pip|pytest|bench)\b|just (?:bench|test|chaos|lint)\b|openssl\b", None),
+]
+_CLI = re.compile("|".join(f"(?P<c{i}>{pattern})" for i, (pattern, _) in enumerate(CLIS)))
+_FLAG = re.compile(r"(?<![\w-])--(?:\{([a-z0-9,]+)\})?([a-z0-9][a-z0-9-]*|-[a-z0-9-]+)")
+_TOKEN = re.compile(f"{_CLI.pattern}|(?P<flag>{_FLAG.pattern})|(?P<heading>^#+ )", re.MULTILINE)
+
+
+def cli_flags(doc: str) -> Iterator[Claim]:
+    """Every `--flag` of the document, with the command line named last before it in the same section."""
+    text = read(doc)
+    cli = sub = None
+    for m in _TOKEN.finditer(text):
+        if m.group("heading"):
+            cli = sub = None
+        elif m.group("flag"):
+            alternatives, rest = _FLAG.match(m.group(0)).groups()
+            for head in alternatives.split(",") if alternatives else [""]:
+                yield Claim(doc, line_of(text, m.start()), f"--{head}{rest}", cli, sub)
+        else:
+            index = int(m.lastgroup[1:])
+            cli = CLIS[index][1] or "-"
+            after = re.match(r"[ `]+([a-z]+)\b", text[m.end():])
+            sub = after.group(1) if after else None
+
+
+class _Parsed(BaseException):
+    """Raised by the patched `parse_args`: carries the parser a CLI's `main` built."""
+
+    def __init__(self, parser: argparse.ArgumentParser) -> None:
+        self.parser = parser
+
+
+@cache
+def parser_of(module: str) -> argparse.ArgumentParser:
+    """The parser `module.main(argv)` builds: caught when it parses, before the CLI does any work."""
+    main = importlib.import_module(module).main
+
+    def caught(parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> Any:
+        raise _Parsed(parser)
+
+    with mock.patch.object(argparse.ArgumentParser, "parse_args", caught), \
+            mock.patch.object(argparse.ArgumentParser, "parse_known_args", caught):
+        try:
+            main(["--help"])
+        except _Parsed as got:
+            return got.parser
+    raise AssertionError(f"{module}.main never parsed its command line")
+
+
+def subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    found: dict[str, argparse.ArgumentParser] = {}
+    for action in parser._actions:  # noqa: SLF001 - argparse offers no public listing
+        if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+            found.update(action.choices)
+    return found
+
+
+def options(module: str, sub: str | None = None) -> dict[str, argparse.Action]:
+    """The flags of a CLI: its own and those of subcommand `sub` (no such subcommand: of all of them)."""
+    parser = parser_of(module)
+    found = dict(parser._option_string_actions)  # noqa: SLF001
+    subs = subparsers(parser)
+    for name, child in subs.items():
+        if sub not in subs or name == sub:
+            found.update(child._option_string_actions)  # noqa: SLF001
+    return found
+
+
+def our_clis() -> list[str]:
+    return [module for _, module in CLIS if module]
+
+
+# --- config keys and defaults ----------------------------------------------------------------------------
+
+
+def config_fields() -> dict[str, Any]:
+    """Every key of the trainer's Config (derived ones too) -> its default."""
+    from trainer.config import Config
+
+    def walk(obj: Any, prefix: str) -> Iterator[tuple[str, Any]]:
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if dataclasses.is_dataclass(value):
+                yield from walk(value, f"{prefix}{f.name}.")
+            else:
+                yield prefix + f.name, value
+    return dict(walk(Config(), ""))
+
+
+def model_arguments() -> set[str]:
+    """What `model.options.NAME` may name: an argument of some registered model."""
+    from trainer import models
+    from trainer.config import _model_arguments
+
+    return set().union(*(_model_arguments(name) or set() for name in models.known_models()))
+
+
+def sections() -> tuple[str, ...]:
+    from trainer.config import Config
+
+    return tuple(f.name for f in dataclasses.fields(Config))
+
+
+def config_keys(doc: str) -> Iterator[Claim]:
+    text = prose(doc)
+    key = re.compile(rf"(?<![\w./-])(?:{'|'.join(sections())})\.[a-z_]\w*(?:\.[a-z_]\w*)?(?![\w(])")
+    for m in key.finditer(text):
+        if m.group(0).rsplit(".", 1)[1] not in FILE_SUFFIXES:
+            yield Claim(doc, line_of(text, m.start()), m.group(0))
+
+
+_VALUE = r"([\w.+-]+)(?:[:;,][^)`]*)?"
+
+
+def stated_defaults(doc: str) -> Iterator[Claim]:
+    """`` `--flag` (VALUE) `` and `` `section.key` (VALUE) ``; rows of tables with a `default` column."""
+    text = read(doc)
+    for m in re.finditer(rf"`(--[a-z0-9-]+|[a-z_]+\.[a-z_][\w.]*)` \({_VALUE}\)", text):
+        yield Claim(doc, line_of(text, m.start()), m.group(1), value=m.group(2))
+    for table in re.finditer(r"^\|[^\n]*\| default \|[^\n]*\n(?:\|[^\n]*\n)+", text, re.MULTILINE):
+        column = [c.strip() for c in table.group(0).splitlines()[0].split("|")].index("default")
+        for offset, row in enumerate(table.group(0).splitlines()[2:], start=2):
+            cells = [c.strip() for c in row.split("|")]
+            names = re.findall(r"`(--[a-z0-9-]+|[a-z_]+\.[a-z_][\w.]*)[^`]*`", cells[1])
+            value = re.fullmatch(r"`([^`$]+)`|(off|none)", cells[column])
+            if len(names) == 1 and value:
+                yield Claim(doc, line_of(text, table.start()) + offset, names[0], value=value.group(1) or value.group(2))
+
+
+def same_value(written: str, actual: Any) -> bool:
+    """A documented default equals the code's: numbers by value, `off`/`none` for False/None, else text."""
+    if written == "off":
+        return actual is False
+    if written == "none":
+        return actual is None
+    if isinstance(actual, bool):
+        return written.lower() == str(actual).lower()
+    if isinstance(actual, (int, float)):
+        try:
+            return float(written) == float(actual)
+        except ValueError:
+            return False
+    return written == str(actual)
+
+
+# --- call signatures --------------------------------------------------------------------------------------
+
+_LITERAL = re.compile(r'"[^"]*"|\'[^\']*\'|-?(?:\d[\d_]*\.?\d*|\.\d+)(?:e-?\d+)?|True|False|None|\{\}|\[\]|\(\)')
+
+
+def _split_args(text: str) -> list[str]:
+    parts, depth, start, quote = [], 0, 0, ""
+    for i, ch in enumerate(text):
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    return [*parts, text[start:]]
+
+
+def _closing(text: str, start: int) -> int | None:
+    depth = 0
+    for i in range(start, min(len(text), start + 2000)):
+        depth += {"(": 1, ")": -1}.get(text[i], 0)
+        if depth == 0:
+            return i
+    return None
+
+
+def signature_defaults(doc: str) -> Iterator[Claim]:
+    """`name=VALUE` (VALUE a literal, the first of `a|b` choices) in every `Name(...)` of the document;
+    `what` is `Name.name`."""
+    text = read(doc)
+    for m in re.finditer(r"(?<![\w.])((?:[a-z_]+\.)*[A-Za-z_]\w*)\(", text):
+        end = _closing(text, m.end() - 1)
+        if end is None:
+            continue
+        for part in _split_args(text[m.end():end]):
+            arg = re.match(r"\s*(?:#[^\n]*\n\s*)*([a-z_]\w*)\s*(?::[^=]+)?=\s*(.*)", part, re.DOTALL)
+            literal = arg and _LITERAL.match(arg.group(2))
+            if literal:
+                yield Claim(doc, line_of(text, m.start()), f"{m.group(1)}.{arg.group(1)}", value=literal.group(0))
+
+
+# Where a bare name in a signature is looked up, in this order.
+NAMESPACES = ("ckpt", "protocol", "monitor", "trainer.config", "trainer.data", "trainer.train.losses",
+              "trainer.train.schedule", "trainer.train.adaptive", "trainer.train.divergence", "trainer.train.loop",
+              "trainer.infer", "trainer.infer.load", "trainer.infer.sequence", "trainer.infer.model", "trainer.models")
+
+
+def resolve(name: str) -> Any:
+    """The object a dotted or bare name in the docs means; None when it is not one of the project's."""
+    if name.split(".")[0] in PACKAGES:
+        return resolve_dotted(name)
+    for namespace in NAMESPACES:
+        found = resolve_dotted(f"{namespace}.{name}")
+        if found is not None:
+            return found
+    return None
+
+
+def resolve_dotted(name: str) -> Any:
+    parts = name.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for attr in parts[cut:]:
+            obj = getattr(obj, attr, None)
+            if obj is None:
+                return None
+        return obj
+    return None
+
+
+def parameter_default(target: Callable, name: str) -> Any:
+    """The default of parameter `name` (a dataclass field's factory is called); KeyError when there is none."""
+    if dataclasses.is_dataclass(target):
+        for f in dataclasses.fields(target):
+            if f.name == name:
+                if f.default is not dataclasses.MISSING:
+                    return f.default
+                if f.default_factory is not dataclasses.MISSING:
+                    return f.default_factory()
+    parameter = inspect.signature(target).parameters[name]
+    if parameter.default is inspect.Parameter.empty:
+        raise KeyError(name)
+    return parameter.default
+
+
+def accepts_any_keyword(target: Callable) -> bool:
+    try:
+        return any(p.kind is p.VAR_KEYWORD for p in inspect.signature(target).parameters.values())
+    except (TypeError, ValueError):
+        return True
+
+
+# --- modules and paths ------------------------------------------------------------------------------------
+
+
+def dotted_names(doc: str) -> Iterator[Claim]:
+    """`trainer.x.y` style names of the project's modules and what is in them."""
+    text = read(doc)
+    for m in re.finditer(rf"(?<![\w./-])(?:{'|'.join(PACKAGES)})(?:\.[A-Za-z_]\w*)+", text):
+        if m.group(0).rsplit(".", 1)[1] not in FILE_SUFFIXES:
+            yield Claim(doc, line_of(text, m.start()), m.group(0))
+
+
+def paths(doc: str) -> Iterator[Claim]:
+    """`trainer/...py` style paths of the project's files and folders."""
+    text = read(doc)
+    for m in re.finditer(rf"(?<![\w./-])(?:{'|'.join((*PACKAGES, 'tests', 'docs'))})/[\w./-]*[\w/]", text):
+        yield Claim(doc, line_of(text, m.start()), m.group(0))
