@@ -32,6 +32,12 @@ SETTABLE: dict[str, type] = {
     "clip.adaptive": bool,
     "clip.momentum": float,
     "clip.percentile": float,
+    # what a diverging run may need while it runs; they act at the next check or rollback. Not the
+    # cadences (check_every, snapshot_every) or `enabled`: every rank and a resumed run decide at the same steps
+    "divergence.max_skips": int,
+    "divergence.max_rollbacks": int,
+    "divergence.lr_factor": float,
+    "divergence.lr_steps": int,
 }
 
 

@@ -109,7 +109,7 @@ class TrainingState:
         if cfg.clip.start != self.clipper.cfg.start:
             self.clipper.clip = float(cfg.clip.start)
         self.clipper.cfg = cfg.clip
-        self.divergence.cfg = cfg.divergence  # live `set divergence.*` takes effect
+        self.divergence.cfg = cfg.divergence  # the settable divergence.* knobs (report.control.SETTABLE)
 
     # ---- validation -----------------------------------------------------------------
     def record_validation(self, step: int, metrics: dict[str, Any]) -> tuple[bool, bool]:
