@@ -15,14 +15,15 @@ with test_y_channel=True (the same formula on [0, 1] instead of [0, 255]: both a
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
 from protocol import METRIC_SPACES  # the vocabulary: where PSNR/SSIM are measured, "rgb" or "y"
 
-__all__ = ["METRIC_SPACES", "PSNR_CAP", "SSIM_WINDOW", "psnr", "ssim", "quality", "psnr_per_image", "ssim_per_image",
-           "rgb_to_y", "to_8bit"]
+__all__ = ["METRIC_SPACES", "PSNR_CAP", "SSIM_WINDOW", "SsimStats", "psnr", "ssim", "quality", "psnr_per_image",
+           "ssim_per_image", "ssim_stats", "ssim_channels", "psnr_of_mse", "rgb_to_y", "to_8bit"]
 
 PSNR_CAP = 100.0
 SSIM_WINDOW = 11  # pixels: SSIM needs images at least this big (after any border is cropped)
@@ -59,14 +60,19 @@ def _prepare(a: Tensor, b: Tensor, crop_border: int, space: str) -> tuple[Tensor
             raise ValueError(f"crop_border={crop_border} leaves no pixels")
     if space not in METRIC_SPACES:
         raise ValueError(f"metric space must be one of {METRIC_SPACES}, got {space!r}")
-    a, b = a.detach().to(torch.float64), b.detach().to(torch.float64)
+    # contiguous: the filter's shifted views are slow on channels-last strides (frames from HxWx3 arrays)
+    a, b = a.detach().to(torch.float64).contiguous(), b.detach().to(torch.float64).contiguous()
     return (rgb_to_y(a), rgb_to_y(b)) if space == "y" else (a, b)
 
 
 def psnr_per_image(a: Tensor, b: Tensor, *, crop_border: int = 0, space: str = "rgb") -> Tensor:
     """PSNR in dB of each image pair, shape [N], on the inputs' device (no host sync)."""
     a, b = _prepare(a, b, crop_border, space)
-    mse = (a - b).pow(2).flatten(1).mean(1)
+    return psnr_of_mse((a - b).pow(2).flatten(1).mean(1))
+
+
+def psnr_of_mse(mse: Tensor) -> Tensor:
+    """PSNR in dB of mean squared errors of [0, 1] images, capped at PSNR_CAP."""
     return (10 * torch.log10(1.0 / mse)).clamp(max=PSNR_CAP)
 
 
@@ -93,18 +99,37 @@ def _filter(x: Tensor) -> Tensor:
     return out
 
 
+class SsimStats(NamedTuple):
+    """An image's SSIM statistics: measured once, shared by every image compared with it."""
+
+    x: Tensor  # [N, C, H, W] float64
+    mu: Tensor  # Gaussian-weighted local mean, 'valid' region [N, C, H - 10, W - 10]
+    var: Tensor  # Gaussian-weighted local variance, same shape
+
+
+def ssim_stats(x: Tensor) -> SsimStats:
+    """The statistics of float64 images [N, C, H, W] (at least SSIM_WINDOW pixels each way)."""
+    mu = _filter(x)
+    return SsimStats(x, mu, _filter(x * x).sub_(mu * mu))
+
+
+def ssim_channels(a: Tensor, ref: SsimStats) -> Tensor:
+    """Mean SSIM map per image and channel [N, C] of float64 a [N, C, H, W] against `ref`
+    (its N is N or 1, shared by every image of a): the reference's own filters are not run again."""
+    mine = ssim_stats(a)
+    cov = _filter(a * ref.x).sub_(mine.mu * ref.mu)
+    c1, c2 = _K1**2, _K2**2
+    num = (mine.mu * ref.mu).mul_(2).add_(c1).mul_(cov.mul_(2).add_(c2))
+    den = (mine.mu * mine.mu).add_(ref.mu * ref.mu).add_(c1).mul_(mine.var.add_(ref.var).add_(c2))
+    return num.div_(den).mean((-2, -1))
+
+
 def ssim_per_image(a: Tensor, b: Tensor, *, crop_border: int = 0, space: str = "rgb") -> Tensor:
     """SSIM of each image pair, shape [N] (mean over channels and pixels)."""
     a, b = _prepare(a, b, crop_border, space)
     if min(a.shape[-2:]) < _WIN:
         raise ValueError(f"SSIM needs images of at least {_WIN}x{_WIN} pixels, got {list(a.shape[-2:])}")
-    mu_a, mu_b = _filter(a), _filter(b)
-    var_a = _filter(a * a) - mu_a**2
-    var_b = _filter(b * b) - mu_b**2
-    cov = _filter(a * b) - mu_a * mu_b
-    c1, c2 = _K1**2, _K2**2
-    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
-    return s.flatten(1).mean(1)
+    return ssim_channels(a, ssim_stats(b)).mean(1)
 
 
 def psnr(a: Tensor, b: Tensor, *, crop_border: int = 0, space: str = "rgb") -> float:
