@@ -8,8 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from torch import nn
+
+if TYPE_CHECKING:
+    from trainer.infer.released import ModelSource
 
 
 class UpscaleError(ValueError):
@@ -41,6 +45,7 @@ class LoadedModel:
     many_to_many: bool
     max_frames: int | None = None  # most frames one call takes (an exported model's fixed T); None = any
     kwargs: dict = field(default_factory=dict)  # the model's arguments as the checkpoint gives them
+    source: ModelSource | None = None  # the file's format and which weights in it (None: an .onnx file)
 
 
 def check_expected(path: str | Path, name: str, scale: int, expect_model: str | None,

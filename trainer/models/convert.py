@@ -15,10 +15,9 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-import torch
 from torch import Tensor
 
-__all__ = ["convert_state_dict", "load_weights_file", "to_basicsr_spynet", "unwrap_state_dict"]
+__all__ = ["convert_state_dict", "load_weights_file", "rename_mmagic_keys", "to_basicsr_spynet", "unwrap_state_dict"]
 
 _MM_SPYNET = re.compile(r"^(.*basic_module\.\d+\.basic_module\.)(\d+)\.conv\.(weight|bias)$")
 _MM_UPSAMPLE = re.compile(r"^upsample([12])\.upsample_conv\.(weight|bias)$")
@@ -48,9 +47,14 @@ def _rename(key: str) -> str:
     return key
 
 
+def rename_mmagic_keys(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """mmagic's parameter names -> BasicSR's (= ours); BasicSR names pass unchanged."""
+    return {_rename(k): v for k, v in state.items()}
+
+
 def convert_state_dict(obj: Mapping) -> dict[str, Tensor]:
     """Any supported released BasicVSR++ file's content -> state dict with BasicSR's names."""
-    return {_rename(k): v for k, v in unwrap_state_dict(obj).items()}
+    return rename_mmagic_keys(unwrap_state_dict(obj))
 
 
 def to_basicsr_spynet(obj: Mapping) -> dict[str, Tensor]:
@@ -62,14 +66,13 @@ def to_basicsr_spynet(obj: Mapping) -> dict[str, Tensor]:
 
 
 def load_weights_file(path: str | Path) -> dict:
-    """torch.load with weights_only=True; a clear error for a missing or unreadable file."""
+    """The project's safe loader (ckpt.load_checkpoint); a clear error for a missing or unreadable file."""
+    from ckpt import CheckpointError, load_checkpoint
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - corrupt, truncated, or pickled code objects
+        return load_checkpoint(path)
+    except CheckpointError as exc:  # corrupt, truncated, or pickled code objects
         raise ValueError(f"cannot read weights file {path}: {exc}") from exc
-    if not isinstance(obj, Mapping):
-        raise ValueError(f"{path} holds a {type(obj).__name__}, not a dict of weights")
-    return dict(obj)
