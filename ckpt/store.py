@@ -11,7 +11,7 @@ import os
 import re
 import secrets
 import warnings
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +109,7 @@ def save_checkpoint(path: str | os.PathLike[str], state: dict) -> Path:
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint state must be a dict, got {type(state).__name__}")
     state = {"format_version": FORMAT_VERSION, **state}
-    state.setdefault("timestamp", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    state.setdefault("timestamp", datetime.now(UTC).isoformat(timespec="seconds"))
     problem = _unsafe_part(state, "state")
     if problem:
         raise CheckpointError(

@@ -13,7 +13,6 @@ Conventions the documents follow so that a test can read them:
 from __future__ import annotations
 
 import argparse
-import ast
 import dataclasses
 import importlib
 import inspect
@@ -72,33 +71,46 @@ CLIS: list[tuple[str, str | None]] = [
     (r"(?:python -m |just )(?:trainer\.)?export\b", "trainer.export"),
     (r"(?:python -m |just )(?:trainer\.)?prepare\b", "trainer.prepare.__main__"),
     (r"python -m monitor\.demo\b|just demo\b", "monitor.demo"),
+    (r"python -m trainer\.config\b", "trainer.config"),
     (r"(?:python )?-m trainer\b(?!\.)|just train\b", "trainer.__main__"),
     (r"python -m monitor\b|just monitor\b", "monitor.__main__"),
     (r"python -m protocol\b|just ctl\b", "protocol.__main__"),
     (r"python -m ckpt\b|just ckpt\b", "ckpt.__main__"),
-    (r"torchrun\b|pip install\b|python -m (?:pip|pytest|bench)\b|just (?:bench|test|chaos|lint)\b|openssl\b", None),
+    (r"torchrun\b|pip install\b|python -m (?:pip|pytest|bench)\b|just (?:bench|test|chaos|lint)\b|just(?= --list)"
+     r"|openssl\b", None),
 ]
 _CLI = re.compile("|".join(f"(?P<c{i}>{pattern})" for i, (pattern, _) in enumerate(CLIS)))
-_FLAG = re.compile(r"(?<![\w-])--(?:\{([a-z0-9,]+)\})?([a-z0-9][a-z0-9-]*|-[a-z0-9-]+)")
-_TOKEN = re.compile(f"{_CLI.pattern}|(?P<flag>{_FLAG.pattern})|(?P<heading>^#+ )", re.MULTILINE)
+_FLAG = re.compile(r"(?<![\w-])--(?:\{([a-z0-9,]+)\}(?=-[a-z])|(?=[a-z0-9]))([a-z0-9-]*[a-z0-9])")
+_TOKEN = re.compile(f"{_CLI.pattern}|(?P<flag>{_FLAG.pattern})|(?P<heading>^#+ )|(?P<item>^[-*] `(?=[a-z]+[ `]))"
+                    r"|(?P<blank>\n\n)", re.MULTILINE)
+_VALUE = r"([\w.+-]+)(?:[:;,][^)`]*)?"  # a stated default: one word, maybe followed by `: why`
 
 
 def cli_flags(doc: str) -> Iterator[Claim]:
-    """Every `--flag` of the document, with the command line named last before it in the same section."""
+    """Every `--flag` of the document, with the command line named last before it in the same section, and
+    the default stated with it (`` `--flag` (VALUE) ``, or its row's cell in a table with a `default`
+    column). The word after a command line's name, or a list item's first word, names its subcommand for
+    that paragraph; a command line inside a ```text block is quoted output and names nothing."""
     text = read(doc)
-    cli = sub = None
+    quoted = [range(m.start(), m.end()) for m in re.finditer(r"^```text\n.*?^```", text, re.DOTALL | re.MULTILINE)]
+    cli = sub = item = None
     for m in _TOKEN.finditer(text):
         if m.group("heading"):
-            cli = sub = None
+            cli = sub = item = None
+        elif m.group("blank"):  # a subcommand is named for its paragraph only
+            sub = item = None
+        elif m.group("item"):
+            item = re.match(r"[a-z]+", text[m.end():]).group(0)
         elif m.group("flag"):
             alternatives, rest = _FLAG.match(m.group(0)).groups()
+            stated = re.match(rf"` \({_VALUE}\)", text[m.end():]) if text[m.start() - 1] == "`" else None
+            value = stated.group(1) if stated else table_default(text, m.start())
             for head in alternatives.split(",") if alternatives else [""]:
-                yield Claim(doc, line_of(text, m.start()), f"--{head}{rest}", cli, sub)
-        else:
-            index = int(m.lastgroup[1:])
-            cli = CLIS[index][1] or "-"
+                yield Claim(doc, line_of(text, m.start()), f"--{head}{rest}", cli, item or sub, value)
+        elif not any(m.start() in block for block in quoted):
+            cli = CLIS[int(m.lastgroup[1:])][1] or "-"
             after = re.match(r"[ `]+([a-z]+)\b", text[m.end():])
-            sub = after.group(1) if after else None
+            sub, item = (after.group(1) if after else None), None
 
 
 class _Parsed(BaseException):
@@ -180,29 +192,34 @@ def sections() -> tuple[str, ...]:
 
 
 def config_keys(doc: str) -> Iterator[Claim]:
-    text = prose(doc)
+    """Every `section.key` of the document, with the default stated with it, as flags have theirs."""
+    text, written = prose(doc), read(doc)
     key = re.compile(rf"(?<![\w./-])(?:{'|'.join(sections())})\.[a-z_]\w*(?:\.[a-z_]\w*)?(?![\w(])")
     for m in key.finditer(text):
         if m.group(0).rsplit(".", 1)[1] not in FILE_SUFFIXES:
-            yield Claim(doc, line_of(text, m.start()), m.group(0))
+            stated = re.match(rf"` \({_VALUE}\)", written[m.end():]) if written[m.start() - 1] == "`" else None
+            value = stated.group(1) if stated else table_default(written, m.start())
+            yield Claim(doc, line_of(text, m.start()), m.group(0), value=value)
 
 
-_VALUE = r"([\w.+-]+)(?:[:;,][^)`]*)?"
-
-
-def stated_defaults(doc: str) -> Iterator[Claim]:
-    """`` `--flag` (VALUE) `` and `` `section.key` (VALUE) ``; rows of tables with a `default` column."""
-    text = read(doc)
-    for m in re.finditer(rf"`(--[a-z0-9-]+|[a-z_]+\.[a-z_][\w.]*)` \({_VALUE}\)", text):
-        yield Claim(doc, line_of(text, m.start()), m.group(1), value=m.group(2))
-    for table in re.finditer(r"^\|[^\n]*\| default \|[^\n]*\n(?:\|[^\n]*\n)+", text, re.MULTILINE):
-        column = [c.strip() for c in table.group(0).splitlines()[0].split("|")].index("default")
-        for offset, row in enumerate(table.group(0).splitlines()[2:], start=2):
-            cells = [c.strip() for c in row.split("|")]
-            names = re.findall(r"`(--[a-z0-9-]+|[a-z_]+\.[a-z_][\w.]*)[^`]*`", cells[1])
-            value = re.fullmatch(r"`([^`$]+)`|(off|none)", cells[column])
-            if len(names) == 1 and value:
-                yield Claim(doc, line_of(text, table.start()) + offset, names[0], value=value.group(1) or value.group(2))
+def table_default(text: str, pos: int) -> str | None:
+    """The `default` cell of the table row at `pos` when its first cell names one flag or key only:
+    `` `VALUE` ``, `off` or `none` (other cells, such as `$VARIABLE` or two values, state nothing checkable)."""
+    start = text.rfind("\n", 0, pos) + 1
+    row = text[start:text.find("\n", pos)]
+    if not row.startswith("|"):
+        return None
+    header = start
+    while header > 0 and text[text.rfind("\n", 0, header - 1) + 1] == "|":
+        header = text.rfind("\n", 0, header - 1) + 1
+    columns = [c.strip() for c in text[header:text.find("\n", header)].split("|")]
+    cells = [c.strip() for c in row.split("|")]
+    if pos - start > len(row.split("|", 2)[1]) + 1:
+        return None  # the flag is not the row's subject
+    if "default" not in columns or len(cells) != len(columns) or len(re.findall(r"`[^`]*`", cells[1])) != 1:
+        return None
+    value = re.fullmatch(r"`([^`$]+)`|(off|none)", cells[columns.index("default")])
+    return (value.group(1) or value.group(2)) if value else None
 
 
 def same_value(written: str, actual: Any) -> bool:
@@ -261,7 +278,7 @@ def signature_defaults(doc: str) -> Iterator[Claim]:
         if end is None:
             continue
         for part in _split_args(text[m.end():end]):
-            arg = re.match(r"\s*(?:#[^\n]*\n\s*)*([a-z_]\w*)\s*(?::[^=]+)?=\s*(.*)", part, re.DOTALL)
+            arg = re.match(r"\s*(?:#[^\n]*\n\s*)*([a-z_]\w*)\s*(?::[^=<>]+)?=\s*(.*)", part, re.DOTALL)
             literal = arg and _LITERAL.match(arg.group(2))
             if literal:
                 yield Claim(doc, line_of(text, m.start()), f"{m.group(1)}.{arg.group(1)}", value=literal.group(0))
@@ -277,9 +294,11 @@ def resolve(name: str) -> Any:
     """The object a dotted or bare name in the docs means; None when it is not one of the project's."""
     if name.split(".")[0] in PACKAGES:
         return resolve_dotted(name)
+    if "." in name:
+        return None  # an attribute of something else: `torch.load`, `model.activity`
     for namespace in NAMESPACES:
         found = resolve_dotted(f"{namespace}.{name}")
-        if found is not None:
+        if found is not None and not inspect.ismodule(found):
             return found
     return None
 
@@ -332,8 +351,20 @@ def dotted_names(doc: str) -> Iterator[Claim]:
             yield Claim(doc, line_of(text, m.start()), m.group(0))
 
 
+def file_names(doc: str) -> Iterator[Claim]:
+    """`name.py` without a folder (`link.py` in monitor/README.md): a module of the project somewhere."""
+    text = read(doc)
+    for m in re.finditer(r"(?<![\w./-])[a-z_]\w*\.py\b", text):
+        yield Claim(doc, line_of(text, m.start()), m.group(0))
+
+
+@cache
+def project_files() -> set[str]:
+    return {p.name for folder in (*PACKAGES, "tests") for p in (ROOT / folder).rglob("*.py")}
+
+
 def paths(doc: str) -> Iterator[Claim]:
     """`trainer/...py` style paths of the project's files and folders."""
     text = read(doc)
-    for m in re.finditer(rf"(?<![\w./-])(?:{'|'.join((*PACKAGES, 'tests', 'docs'))})/[\w./-]*[\w/]", text):
+    for m in re.finditer(rf"(?<![\w./-])(?:{'|'.join((*PACKAGES, 'tests', 'docs'))})/[\w./*-]*[\w/*]", text):
         yield Claim(doc, line_of(text, m.start()), m.group(0))

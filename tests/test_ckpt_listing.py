@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import torch
@@ -107,7 +107,7 @@ def test_aware_timestamps_become_local_and_bad_values_fall_back(tmp_path):
     save_checkpoint(tmp_path / checkpoint_name(1), state)
     save_checkpoint(tmp_path / checkpoint_name(2), make_state(2) | {"timestamp": "yesterday"})
     first, second = list_checkpoints(tmp_path)
-    utc = datetime(2024, 1, 15, 13, 30, tzinfo=timezone.utc)
+    utc = datetime(2024, 1, 15, 13, 30, tzinfo=UTC)
     assert first["timestamp"] == utc.astimezone().replace(tzinfo=None)
     assert second["timestamp"] == datetime.fromtimestamp(second["mtime"])
 

@@ -1,15 +1,19 @@
 from __future__ import annotations
 
+import tomllib
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
 from trainer.__main__ import build_parser, check_resume_spec, config_from_args
 from trainer.config import (
+    DEFAULTS_FILE,
     Config,
     ConfigError,
     ModelConfig,
     TrainConfig,
+    defaults_toml,
     known_keys,
     load_config,
     parse_override,
@@ -112,6 +116,14 @@ def test_a_run_with_and_without_the_default_config_file_has_the_same_configurati
     parser = build_parser()
     plain = config_from_args(parser.parse_args([]))
     assert config_from_args(parser.parse_args(["--config", str(default_toml)])) == plain == Config()
+
+
+def test_the_default_config_file_is_generated_from_config_and_current():
+    written = DEFAULTS_FILE.read_text()
+    assert written == defaults_toml(), "stale: run python -m trainer.config --write-defaults"
+    stated = {f"{section}.{key}" for section, table in tomllib.loads(written).items() for key in table}
+    unset = {f"{section}.{key}" for section, table in asdict(Config()).items() for key, v in table.items() if v is None}
+    assert sorted(stated | unset) == sorted(known_keys())
 
 
 def test_derived_keys_follow_their_sources_in_a_config_built_in_code():

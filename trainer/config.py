@@ -6,15 +6,17 @@ mistake into a `ConfigError` that names the key and what is allowed.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import inspect
+import json
+import re
+import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from trainer.data import DataConfig
 from trainer.metrics import METRIC_SPACES
@@ -309,3 +311,53 @@ def _model_arguments(name: str) -> set[str] | None:
         if not any(p.kind is p.VAR_KEYWORD for p in params):
             return names
     return None
+
+
+DEFAULTS_FILE = Path(__file__).parent / "configs" / "default.toml"
+_DEFAULTS_HEADER = """\
+# VSR++ defaults: the run `python -m trainer` trains without --config (a small model that trains on the
+# embedded sample set in a few minutes on 2 CPU cores). GENERATED from Config() in trainer/config.py by
+# `python -m trainer.config --write-defaults`: edit the dataclasses, not this file (a test fails when it is
+# stale). Other config files hold only what differs; any key can be set with --set section.key=VALUE.
+# Derived keys follow their source (set that instead):{derived}
+"""
+
+
+def defaults_toml() -> str:
+    """Config()'s settable keys as TOML, section by section, each with its dataclass field's comment."""
+    derived = "".join(f"\n#   {key} <- {source}" for key, source in DERIVED.items())
+    lines = [_DEFAULTS_HEADER.format(derived=derived).rstrip("\n")]
+    for section in dataclasses.fields(Config):
+        value = getattr(Config(), section.name)
+        notes = _field_comments(type(value))
+        lines.append(f"\n[{section.name}]")
+        for name, default in dataclasses.asdict(value).items():
+            if f"{section.name}.{name}" in DERIVED:
+                continue
+            if default is None:  # TOML has no null
+                lines.append(f"# {name}: unset" + (f" ({notes[name]})" if name in notes else ""))
+            else:
+                lines.append(f"{name} = {json.dumps(default)}" + (f"  # {notes[name]}" if name in notes else ""))
+    return "\n".join(lines) + "\n"
+
+
+def _field_comments(cls: type) -> dict[str, str]:
+    """The `# comment` after each field of a dataclass's source."""
+    source = inspect.getsource(cls)
+    return dict(re.findall(r"^    (\w+): [^\n#]*#\s*([^\n]*)$", source, re.MULTILINE))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m trainer.config", description="The trainer's defaults.")
+    parser.add_argument("--write-defaults", action="store_true", help=f"write {DEFAULTS_FILE.name} from Config()")
+    args = parser.parse_args(argv)
+    if args.write_defaults:
+        DEFAULTS_FILE.write_text(defaults_toml())
+        print(f"wrote {DEFAULTS_FILE}")
+    else:
+        print(defaults_toml(), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -8,7 +8,7 @@ copied at once, while weights and optimizer state still reference the live tenso
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,7 @@ def to_checkpoint(state: TrainingState, *, step: int, kind: str, config: Config,
     return {
         "step": step,
         "epoch": state.batches.epoch,
-        "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         "type": kind,
         "model_state_dict": live_weights(state.model),
         "optimizer_state_dict": state.optimizer.state_dict(),
