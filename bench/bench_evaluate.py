@@ -107,7 +107,7 @@ def max_differences(metrics: types.ModuleType, pairs: int = 8, size: tuple[int, 
 def bicubic_differences(imresize, pairs: int = 4, size: tuple[int, int] = (144, 176)) -> tuple[int, float]:
     """Our bicubic baseline vs MATLAB's imresize (BasicSR's port) at x2, x3, x4: the largest pixel
     difference (8-bit levels) and the largest Y-PSNR difference against GT (dB)."""
-    from trainer.evaluate import upscale_baseline
+    from trainer.infer.scoring import upscale_baseline
 
     levels, db = 0, 0.0
     for seed in range(pairs):

@@ -23,7 +23,8 @@ from bench.bench_evaluate import (
     ours_y,
 )
 from tests.evaluate_support import checkpoint, clip_folders
-from trainer.evaluate import main, upscale_baseline
+from trainer.evaluate import main
+from trainer.infer.scoring import upscale_baseline
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -1,7 +1,7 @@
 """Numbers comparable to papers: PSNR/SSIM on RGB and Y, per clip and overall, beside bicubic and bilinear.
 
     python -m trainer.evaluate --checkpoint F --data PATH [--lr PATH] [--json FILE] [--csv FILE]
-                               [--save DIR] [--crop-border N] [--device D]
+                               [--save DIR] [--crop-border N] [--device D] [--window N]
 
 PATH, the ground truth, is a root of clip folders (ROOT/CLIP/*.png), one frame folder or a video
 file. LR frames come from --lr (the same structure: benchmarks that ship their own LR, such as
@@ -12,162 +12,57 @@ The conventions are BasicSR's and mmagic's: the model's output is rounded to 8 b
 measured (so the frames --save writes measure the same again), --crop-border pixels (default: the
 scale) are left out at every edge, Y is BT.601 as MATLAB's rgb2ycbcr; the numbers are averaged
 per frame, then per clip, then over clips. Many-to-many models see each clip whole, as in those
-projects' tests; no autocast. Bicubic and bilinear are MATLAB's imresize upscales (as papers'
-bicubic rows) of the same 8-bit LR.
+projects' tests (--window N: chunks of N frames instead); no autocast. Bicubic and bilinear are
+MATLAB's imresize upscales (as papers' bicubic rows) of the same 8-bit LR.
+
+Frames stream as in `trainer.upscale`: each is read when the model needs it and dropped once
+measured, so memory does not grow with a clip's length (except the model's own: a many-to-many
+model holds the clip it sees). The metrics run on the model's device, each GT frame's SSIM
+statistics shared by the three candidates (`trainer.infer.scoring`). Progress: a bar on a
+terminal, a line every few seconds otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections import deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor
 
 from ckpt import CheckpointError
-from trainer.data.clips import IMAGE_SUFFIXES
-from trainer.data.images import (
-    DEGRADATIONS,
-    DataError,
-    degrade,
-    read_rgb,
-    to_tensor,
-    write_png,
-)
+from trainer.data.images import DEGRADATIONS, DataError, to_tensor, write_png
 from trainer.device import pick_device
 from trainer.infer.load import load_model
 from trainer.infer.model import LoadedModel, UpscaleError, UpscaleOptions
-from trainer.infer.report import (
-    METHODS,
-    METRICS,
-    clip_row,
-    format_table,
-    mean_row,
-    write_csv,
-    write_json,
-)
+from trainer.infer.pairs import EvaluateError, Frame, clip_frames, count_frames, find_clips, pair_lr
+from trainer.infer.progress import FrameProgress
+from trainer.infer.report import METHODS, clip_row, format_table, mean_row, write_csv, write_json
+from trainer.infer.scoring import BASELINES, FrameScorer, upscale_baseline
 from trainer.infer.sequence import upscale_frames
-from trainer.infer.video import import_av, to_array
+from trainer.infer.video import to_array
 from trainer.metrics import METRIC_SPACES, SSIM_WINDOW, psnr_per_image, ssim_per_image
 
-__all__ = ["EvaluateError", "evaluate", "find_clips", "main", "measure", "read_clip", "upscale_baseline"]
+__all__ = ["EvaluateError", "Setup", "evaluate", "evaluate_clip", "main", "measure"]
 
-BASELINES = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR}
-_MIRROR = 3  # LR pixels mirrored at each edge before resizing: more than the bicubic kernel reaches
-
-
-class EvaluateError(ValueError):
-    """What is wrong with the data, the checkpoint or the options, in one line."""
-
-
-@dataclass
-class Clip:
-    name: str
-    source: Path  # a frame folder or a video file
-
-
-# ---- frames in ------------------------------------------------------------------------------------
-
-
-def _images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-
-
-def find_clips(path: Path) -> list[Clip]:
-    """A video file or a frame folder is one clip; a folder of frame folders is one clip each."""
-    if path.is_file():
-        return [Clip(path.stem, path)]
-    if not path.is_dir():
-        raise EvaluateError(f"{path}: no such file or folder")
-    if _images(path):
-        return [Clip(path.name, path)]
-    clips = [Clip(d.name, d) for d in sorted(path.iterdir()) if d.is_dir() and _images(d)]
-    if not clips:
-        raise EvaluateError(f"{path}: no frames (expected ROOT/CLIP/*.png, a folder of PNG/JPG frames or a video)")
-    return clips
-
-
-def _decode_video(path: Path) -> list[np.ndarray]:
-    av = import_av()
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise EvaluateError(f"{path}: no video stream")
-            return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
-    except (av.FFmpegError, UnicodeDecodeError) as exc:
-        raise EvaluateError(f"{path}: cannot read it as a video ({exc})") from None
-
-
-def read_clip(source: Path) -> tuple[list[str], np.ndarray]:
-    """(frame names without suffix, uint8 frames [T, H, W, 3]) of a frame folder or a video file."""
-    if source.is_dir():
-        files = _images(source)
-        names, frames = [f.stem for f in files], [read_rgb(f) for f in files]
-    else:
-        frames = _decode_video(source)
-        names = [f"{i:08d}" for i in range(len(frames))]
-    if not frames:
-        raise EvaluateError(f"{source}: no frames")
-    sizes = sorted({f.shape[:2] for f in frames})
-    if len(sizes) > 1:
-        raise EvaluateError(f"{source}: frames differ in size ({', '.join(f'{w}x{h}' for h, w in sizes)})")
-    return names, np.stack(frames)
-
-
-def _pair_lr(gt_clips: list[Clip], lr_clips: list[Clip]) -> list[Clip]:
-    """The LR clip of each GT clip: by name, or the only one with the only one."""
-    if len(gt_clips) == 1 and len(lr_clips) == 1:
-        return lr_clips
-    by_name = {c.name: c for c in lr_clips}
-    missing = [c.name for c in gt_clips if c.name not in by_name]
-    if missing:
-        raise EvaluateError(f"--lr has no clip named {', '.join(missing)} (it has {', '.join(sorted(by_name))})")
-    return [by_name[c.name] for c in gt_clips]
-
-
-def _fit(name: str, gt: np.ndarray, lr: np.ndarray, scale: int) -> np.ndarray:
-    """GT cropped to LR x scale; mismatched counts or sizes are errors."""
-    if len(gt) != len(lr):
-        raise EvaluateError(f"clip {name}: {len(gt)} GT frames but {len(lr)} LR frames")
-    (h, w), (lh, lw) = gt.shape[1:3], lr.shape[1:3]
-    if (h // scale, w // scale) != (lh, lw):
-        raise EvaluateError(f"clip {name}: LR frames are {lw}x{lh}, but GT {w}x{h} at x{scale} needs "
-                            f"{w // scale}x{h // scale}")
-    return gt[:, : lh * scale, : lw * scale]
+WHOLE_CLIP = 2**31  # a chunk longer than any clip: a many-to-many model sees each clip whole
 
 
 # ---- measuring --------------------------------------------------------------------------------------
 
 
 def measure(sr: Tensor, gt: Tensor, crop_border: int) -> dict[str, Tensor]:
-    """{"psnr_rgb", "ssim_rgb", "psnr_y", "ssim_y"}: per image [N] of 8-bit [N, 3, H, W] images in [0, 1]."""
+    """{"psnr_rgb", "ssim_rgb", "psnr_y", "ssim_y"}: per image [N] of 8-bit [N, 3, H, W] images in [0, 1]
+    (pair by pair, with trainer.metrics' general functions; evaluate itself shares the GT's statistics)."""
     out = {}
     for space in METRIC_SPACES:
         out[f"psnr_{space}"] = psnr_per_image(sr, gt, crop_border=crop_border, space=space)
         out[f"ssim_{space}"] = ssim_per_image(sr, gt, crop_border=crop_border, space=space)
     return out
-
-
-def upscale_baseline(lr: np.ndarray, scale: int, method: str) -> np.ndarray:
-    """MATLAB's imresize upscale (bicubic a = -0.5, or bilinear) of uint8 [h, w, 3], as uint8.
-
-    PIL's kernels in float (its 8-bit mode rounds between the two passes) on the frame with its
-    edges mirrored, as MATLAB pads them (PIL would renormalise the kernel at the edges instead).
-    """
-    p = _MIRROR
-    x = np.pad(lr.astype(np.float32), ((p, p), (p, p), (0, 0)), mode="symmetric")
-    size = (x.shape[1] * scale, x.shape[0] * scale)
-    up = np.stack([np.asarray(Image.fromarray(x[..., c]).resize(size, BASELINES[method])) for c in range(3)], -1)
-    return np.clip(np.round(up[p * scale:-p * scale, p * scale:-p * scale]), 0, 255).astype(np.uint8)
-
-
-def _frames01(frames: list[np.ndarray]) -> Tensor:
-    """uint8 [H, W, 3] frames -> float64 [N, 3, H, W] of exactly level / 255."""
-    return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).double() / 255
 
 
 @dataclass
@@ -177,48 +72,58 @@ class Setup:
     crop_border: int
     degrade: str  # how LR is made when --lr is not given
     save: Path | None = None
+    window: int = WHOLE_CLIP  # frames per chunk of a many-to-many model
 
 
-def evaluate_clip(setup: Setup, name: str, frame_names: list[str], gt: np.ndarray, lr: np.ndarray) -> dict:
-    """One clip's row: per-frame metrics of the model and the baselines, averaged over its frames."""
-    h, w = gt.shape[1:3]
+def _check_size(setup: Setup, name: str, frame: Frame) -> None:
+    h, w = frame.gt.shape[:2]
     if min(h, w) - 2 * setup.crop_border < SSIM_WINDOW:
         raise EvaluateError(f"clip {name}: {w}x{h} frames minus a {setup.crop_border} px border are smaller "
                             f"than SSIM's {SSIM_WINDOW}x{SSIM_WINDOW} window")
-    opts = UpscaleOptions(window=max(len(lr), 2 * UpscaleOptions.window_overlap + 1), amp=False)  # whole clip
-    per_frame: dict[str, list[Tensor]] = {m: [] for m in METHODS}
-    outputs = upscale_frames(setup.loaded, to_tensor(lr), opts, setup.device)
-    for i, out in enumerate(outputs):
+
+
+def evaluate_clip(setup: Setup, name: str, frames: Iterable[Frame], progress: FrameProgress) -> dict:
+    """One clip's row: per-frame metrics of the model and the baselines, averaged over its frames.
+
+    Frames stream: a frame is read when the model needs it and dropped once it is measured."""
+    pending: deque[Frame] = deque()  # read, not yet measured: the model's window ahead
+
+    def lr_stream() -> Iterator[Tensor]:
+        for frame in frames:
+            if not pending and not scorer.frames:
+                _check_size(setup, name, frame)
+            pending.append(frame)
+            yield to_tensor(frame.lr)
+
+    scorer, scale = FrameScorer(setup.crop_border, setup.device), setup.loaded.scale
+    opts = UpscaleOptions(window=setup.window, amp=False)
+    for out in upscale_frames(setup.loaded, lr_stream(), opts, setup.device):
+        frame = pending.popleft()
         sr = to_array(out)  # [H, W, 3] uint8, as saved
-        if sr.shape[:2] != (h, w):
+        if sr.shape != frame.gt.shape:
+            h, w = frame.gt.shape[:2]
             raise EvaluateError(f"clip {name}: the model gave {sr.shape[1]}x{sr.shape[0]} frames, GT is {w}x{h}")
         if setup.save is not None:
             (setup.save / name).mkdir(parents=True, exist_ok=True)
-            write_png(setup.save / name / f"{frame_names[i]}.png", sr)
-        candidates = [sr] + [upscale_baseline(lr[i], setup.loaded.scale, m) for m in BASELINES]
-        truth = _frames01([gt[i]]).to(setup.device).expand(len(candidates), -1, -1, -1)
-        scores = measure(_frames01(candidates).to(setup.device), truth, setup.crop_border)
-        for j, method in enumerate(METHODS):
-            per_frame[method].append(torch.stack([scores[k][j] for k in METRICS]))
-    means = {m: torch.stack(v).mean(0).tolist() for m, v in per_frame.items()}
-    return clip_row(name, len(gt), means)
+            write_png(setup.save / name / f"{frame.name}.png", sr)
+        scorer.add(frame.gt, [sr] + [upscale_baseline(frame.lr, scale, m) for m in BASELINES])
+        progress.update()
+    return clip_row(name, scorer.frames, dict(zip(METHODS, scorer.means(), strict=True)))
 
 
-def evaluate(setup: Setup, data: Path, lr_path: Path | None = None) -> dict:
+def evaluate(setup: Setup, data: Path, lr_path: Path | None = None, progress: FrameProgress | None = None) -> dict:
     """The report {"scale", "crop_border", "clips": [...], "mean": {...}} of every clip under `data`."""
     gt_clips = find_clips(data)
-    lr_clips = _pair_lr(gt_clips, find_clips(lr_path)) if lr_path is not None else [None] * len(gt_clips)
+    lr_clips = pair_lr(gt_clips, find_clips(lr_path)) if lr_path is not None else [None] * len(gt_clips)
+    counts = [count_frames(c.source) for c in gt_clips]
+    total = None if None in counts else sum(counts)  # type: ignore[arg-type]
     scale, rows = setup.loaded.scale, []
-    for clip, lr_clip in zip(gt_clips, lr_clips, strict=True):
-        names, gt = read_clip(clip.source)
-        if lr_clip is None:
-            gt = gt[:, : gt.shape[1] // scale * scale, : gt.shape[2] // scale * scale]
-            lr = degrade(gt, scale, setup.degrade)
-        else:
-            lr = read_clip(lr_clip.source)[1]
-            gt = _fit(clip.name, gt, lr, scale)
-        rows.append(evaluate_clip(setup, clip.name, names, gt, lr))
-        print(f"  {clip.name}: {len(gt)} frames, PSNR-Y {rows[-1]['psnr_y']:.2f} dB", file=sys.stderr)
+    with progress or FrameProgress(total, "evaluate") as bar:
+        for clip, lr_clip in zip(gt_clips, lr_clips, strict=True):
+            bar.describe(clip.name)
+            frames = clip_frames(clip.name, clip.source, lr_clip and lr_clip.source, scale, setup.degrade)
+            rows.append(evaluate_clip(setup, clip.name, frames, bar))
+            bar.write(f"  {clip.name}: {rows[-1]['frames']} frames, PSNR-Y {rows[-1]['psnr_y']:.2f} dB")
     return {"scale": scale, "crop_border": setup.crop_border, "clips": rows, "mean": mean_row(rows)}
 
 
@@ -235,6 +140,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--save", type=Path, help="write the model's frames as DIR/CLIP/NAME.png")
     p.add_argument("--crop-border", type=int, help="pixels left out at each edge (default: the scale)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--window", type=int, default=WHOLE_CLIP,
+                   help="frames per chunk of a many-to-many model (default: the whole clip, as papers measure)")
     return p
 
 
@@ -262,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         crop = loaded.scale if args.crop_border is None else args.crop_border
         source = f"LR from {args.lr}" if args.lr else f"LR made from GT by {how} downscaling (the training degradation)"
         print(f"{loaded.name} x{loaded.scale} on {device}; {source}; border {crop} px", file=sys.stderr)
-        report = evaluate(Setup(loaded, device, crop, how, args.save), args.data, args.lr)
+        report = evaluate(Setup(loaded, device, crop, how, args.save, args.window), args.data, args.lr)
         if args.json:
             write_json(args.json, report)
         if args.csv:
