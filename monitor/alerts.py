@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 log = logging.getLogger("monitor")
 
@@ -22,17 +23,68 @@ DEFAULT_NOTIFY_ON = tuple(kind for kind in KINDS if kind != "new_best")
 ENDINGS = ("finished", "stopped", "failed")  # a run's process is over after one of these
 DELIVERY = ("pending", "delivered", "failed", "none")  # `none`: not sent (no --notify, or not in --notify-on)
 DEFAULT_STALL_AFTER_S = 120.0
+TRIES = 6  # delivery tries per webhook, waiting BACKOFF_S, 2x, 4x, ... between them
+BACKOFF_S = 4.0  # 4 + 8 + 16 + 32 + 64 s: six tries over about two minutes
 MAX_TEXT = 300
+
+
+def host_of(url: str) -> str:
+    """What may be shown of a webhook URL: its host (and port), never its path or query."""
+    try:
+        parts = urlsplit(url)
+        return parts.hostname + (f":{parts.port}" if parts.port else "") if parts.hostname else "?"
+    except ValueError:
+        return "?"
+
+
+def check_url(url: str, flag: str = "--notify") -> str:
+    """The URL when it is http(s) with a host; ValueError (one line, host only) otherwise."""
+    try:
+        parts = urlsplit(url.strip())
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018 -- raises ValueError for a port that is no number
+    except ValueError:
+        ok, parts = False, None
+    if not ok:
+        scheme = f"{parts.scheme}://" if parts is not None and parts.scheme else "no scheme"
+        raise ValueError(f"{flag}: a URL must be http:// or https:// with a host; got {scheme} "
+                         f"(host {host_of(url)}); the rest is not shown, it may be a secret")
+    return url.strip()
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    """`--notify` (webhook URLs: the credential, never shown), `--notify-on`, `--stall-after`, `--public-url`;
+    `backoff_s` and `tries` shape the retries (tests shorten them). ValueError for a bad value."""
+
+    notify: tuple[str, ...] = field(default=(), repr=False)
+    notify_on: tuple[str, ...] = DEFAULT_NOTIFY_ON
+    stall_after_s: float = DEFAULT_STALL_AFTER_S
+    public_url: str | None = None
+    backoff_s: float = BACKOFF_S
+    tries: int = TRIES
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "notify", tuple(dict.fromkeys(check_url(u) for u in self.notify)))
+        if self.public_url is not None:
+            object.__setattr__(self, "public_url", check_url(self.public_url, "--public-url"))
+        if not self.stall_after_s > 0:
+            raise ValueError(f"--stall-after must be a positive number of seconds, got {self.stall_after_s}")
+        object.__setattr__(self, "notify_on", check_kinds(self.notify_on))
 
 
 def parse_kinds(text: str) -> tuple[str, ...]:
     """`--notify-on started,failed` -> the kinds; ValueError naming the unknown ones."""
-    kinds = tuple(dict.fromkeys(k.strip() for k in text.split(",") if k.strip()))
-    unknown = [k for k in kinds if k not in KINDS]
-    if unknown or not kinds:
+    return check_kinds(text.split(","))
+
+
+def check_kinds(kinds: Iterable[str]) -> tuple[str, ...]:
+    chosen = tuple(dict.fromkeys(k.strip() for k in kinds if k.strip()))
+    unknown = [k for k in chosen if k not in KINDS]
+    if unknown or not chosen:
         raise ValueError(f"--notify-on: unknown kind(s) {', '.join(unknown) or '(none given)'}; "
                          f"choose from {','.join(KINDS)}")
-    return kinds
+    return chosen
 
 
 @dataclass

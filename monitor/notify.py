@@ -14,46 +14,19 @@ import json
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 import httpx2
 
-from .alerts import Alert
+from .alerts import BACKOFF_S, TRIES, Alert, check_url, host_of
 
 log = logging.getLogger("monitor")
 for _name in ("httpx2", "httpcore2"):  # their INFO/DEBUG lines carry whole URLs
     logging.getLogger(_name).setLevel(logging.WARNING)
 
-TRIES = 6
-BACKOFF_S = 4.0  # waits 4, 8, 16, 32, 64 s between the 6 tries: about two minutes
 TIMEOUT_S = 10.0
 QUEUE_SIZE = 256  # alerts waiting per URL; beyond that new ones are dropped with a log line
 
 Result = Callable[[Alert, str, int], None]  # (alert, "delivered" | "failed", tries)
-
-
-def host_of(url: str) -> str:
-    """What may be shown of a webhook URL: its host (and port), never its path or query."""
-    try:
-        parts = urlsplit(url)
-        return parts.hostname + (f":{parts.port}" if parts.port else "") if parts.hostname else "?"
-    except ValueError:
-        return "?"
-
-
-def check_url(url: str, flag: str = "--notify") -> str:
-    """The URL when it is http(s) with a host; ValueError (one line, host only) otherwise."""
-    try:
-        parts = urlsplit(url.strip())
-        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
-        parts.port  # noqa: B018 -- raises ValueError for a port that is no number
-    except ValueError:
-        ok, parts = False, None
-    if not ok:
-        scheme = f"{parts.scheme}://" if parts is not None and parts.scheme else "no scheme"
-        raise ValueError(f"{flag}: a URL must be http:// or https:// with a host; got {scheme} "
-                         f"(host {host_of(url)}); the rest is not shown, it may be a secret")
-    return url.strip()
 
 
 @dataclass

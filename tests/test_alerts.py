@@ -9,8 +9,8 @@ import logging
 
 import pytest
 
-from monitor.alerts import DEFAULT_NOTIFY_ON, KINDS, Alert, parse_kinds
-from monitor.notify import Notifier, check_url
+from monitor.alerts import DEFAULT_NOTIFY_ON, KINDS, Alert, check_url, parse_kinds
+from monitor.notify import Notifier
 from monitor.watch import Watcher
 from tests.monitor_support import frame
 from tests.net_support import free_port
