@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ckpt.errors import CheckpointError
 from ckpt.listing import list_checkpoints
-from ckpt.retention import prune
+from ckpt.retention import KEEP_BEST, KEEP_LAST, prune
 from ckpt.selection import format_table
 from protocol import json_safe
 
@@ -23,8 +23,8 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--json", action="store_true", help="a JSON list for scripts")
     trim = commands.add_parser("prune", help="remove old checkpoints of RUN_DIR")
     trim.add_argument("run_dir", type=Path)
-    trim.add_argument("--keep-last", type=int, default=3, help="regular ones to keep (3)")
-    trim.add_argument("--keep-best", type=int, default=2, help="best by quality to keep (2)")
+    trim.add_argument("--keep-last", type=int, default=KEEP_LAST, help=f"regular ones to keep ({KEEP_LAST})")
+    trim.add_argument("--keep-best", type=int, default=KEEP_BEST, help=f"best by quality to keep ({KEEP_BEST})")
     return parser
 
 

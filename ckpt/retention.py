@@ -18,6 +18,9 @@ from pathlib import Path
 from ckpt.errors import CheckpointError
 from ckpt.listing import is_good, is_usable, list_checkpoints
 
+KEEP_LAST = 3  # regular checkpoints kept (the trainer's checkpoint.keep_last, `python -m ckpt prune --keep-last`)
+KEEP_BEST = 2  # best by quality kept (checkpoint.keep_best, --keep-best)
+
 __all__ = ["prune"]
 
 _PRUNABLE = ("regular", "best", "emergency")
@@ -59,8 +62,8 @@ def _kept_paths(
 def prune(
     directory: str | os.PathLike[str],
     *,
-    keep_last: int = 3,
-    keep_best: int = 2,
+    keep_last: int = KEEP_LAST,
+    keep_best: int = KEEP_BEST,
     keep_emergency: int = 1,
     protect: Iterable[str | os.PathLike[str]] = (),
 ) -> list[Path]:

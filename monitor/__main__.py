@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from protocol import DEFAULT_PUB, DEFAULT_REP
+from protocol import DEFAULT_PUB, DEFAULT_REP, LOOPBACK, MONITOR_PORT
 
 from .config import ConfigError, MonitorConfig, TrainerEndpoints
 
@@ -19,8 +19,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "to follow several trainers")
     p.add_argument("--rep", action="append", metavar="ENDPOINT",
                    help=f"the same trainer's REP endpoint (default {DEFAULT_REP})")
-    p.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=5050, help="HTTP port (default 5050)")
+    p.add_argument("--host", default=LOOPBACK, help=f"address to serve on (default {LOOPBACK})")
+    p.add_argument("--port", type=int, default=MONITOR_PORT, help=f"HTTP port (default {MONITOR_PORT})")
     p.add_argument("--token", default=os.environ.get("VSRPP_MONITOR_TOKEN"),
                    help="token required for actions (default $VSRPP_MONITOR_TOKEN); "
                         "open the dashboard once as http://HOST:PORT/?token=TOKEN")
@@ -47,7 +47,7 @@ def serve(config: MonitorConfig, log_level: str = "warning") -> None:
     from .app import create_app
 
     app = create_app(config)
-    shown = "localhost" if config.host in ("127.0.0.1", "::1") else config.host
+    shown = "localhost" if config.host in (LOOPBACK, "::1") else config.host
     trainers = ", ".join(f"{t.pub} / {t.rep}" for t in config.trainers)
     print(f"Monitor: http://{shown}:{config.port}  (trainer {trainers})", flush=True)
     uvicorn.run(app, host=config.host, port=config.port, log_level=log_level)

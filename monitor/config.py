@@ -6,7 +6,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from protocol import DEFAULT_PUB, DEFAULT_REP
+from protocol import DEFAULT_PUB, DEFAULT_REP, LOOPBACK, MONITOR_PORT
 
 TRANSPORTS = ("tcp://", "ipc://", "inproc://")
 
@@ -30,8 +30,8 @@ class TrainerEndpoints:
 @dataclass
 class MonitorConfig:
     trainers: list[TrainerEndpoints] = field(default_factory=lambda: [TrainerEndpoints()])
-    host: str = "127.0.0.1"
-    port: int = 5050
+    host: str = LOOPBACK
+    port: int = MONITOR_PORT
     token: str | None = None
     insecure: bool = False
     keys: Path | None = None

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from protocol import LOOPBACK
+
 from .config import MonitorConfig, TrainerEndpoints
 from .mock import MockTrainer
 
@@ -17,7 +19,7 @@ __all__ = ["MockTrainer", "main"]
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m monitor.demo", description=__doc__)
     p.add_argument("--port", type=int, default=5051, help="HTTP port (default 5051)")
-    p.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
+    p.add_argument("--host", default=LOOPBACK, help=f"address to serve on (default {LOOPBACK})")
     p.add_argument("--runs", type=int, default=1, help="how many mock runs to compare (default 1)")
     p.add_argument("--speed", type=float, default=12.0, help="mock iterations per second")
     p.add_argument("--validate-every", type=int, default=300,

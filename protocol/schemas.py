@@ -13,8 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 PROTOCOL_VERSION = 1
-DEFAULT_PUB = "tcp://127.0.0.1:5555"  # the trainer's telemetry socket
-DEFAULT_REP = "tcp://127.0.0.1:5556"  # the trainer's command socket
+LOOPBACK = "127.0.0.1"  # where the trainer's sockets and the monitor bind unless told otherwise
+DEFAULT_PUB = f"tcp://{LOOPBACK}:5555"  # the trainer's telemetry socket
+DEFAULT_REP = f"tcp://{LOOPBACK}:5556"  # the trainer's command socket
+MONITOR_PORT = 5050  # the monitor's HTTP port (`python -m monitor --port`, `python -m trainer --monitor-port`)
 MAX_FRAME_BYTES = 2 * 1024 * 1024
 MAX_TOPIC_BYTES = 64
 MAX_DEPTH = 8

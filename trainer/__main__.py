@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from protocol import DEFAULT_PUB, DEFAULT_REP
+from protocol import DEFAULT_PUB, DEFAULT_REP, LOOPBACK, MONITOR_PORT
 from trainer.config import Config, ConfigError, load_config, parse_override
 
 RESUME_HELP = "ask | latest | best | never | STEP | PATH (without a TTY, ask = latest)"
@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pub", default=DEFAULT_PUB, metavar="ENDPOINT", help="telemetry PUB socket")
     p.add_argument("--rep", default=DEFAULT_REP, metavar="ENDPOINT", help="command REP socket")
     p.add_argument("--no-monitor", action="store_true", help="do not start the local web monitor")
-    p.add_argument("--monitor-port", type=int, default=5050, metavar="PORT")
+    p.add_argument("--monitor-port", type=int, default=MONITOR_PORT, metavar="PORT")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"))
     p.add_argument("--val-every", type=int, metavar="N")
     p.add_argument("--save-every", type=int, metavar="N")
@@ -57,11 +57,11 @@ def check_resume_spec(spec: str) -> None:
 def _local(endpoint: str) -> str:
     """Where a process on this machine connects to reach `endpoint` (a wildcard bind)."""
     for wildcard in ("*", "0.0.0.0", "[::]"):
-        endpoint = endpoint.replace(f"://{wildcard}:", "://127.0.0.1:")
+        endpoint = endpoint.replace(f"://{wildcard}:", f"://{LOOPBACK}:")
     return endpoint
 
 
-def port_free(port: int, host: str = "127.0.0.1") -> bool:
+def port_free(port: int, host: str = LOOPBACK) -> bool:
     with socket.socket() as s:
         try:
             s.bind((host, port))

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ckpt.retention import KEEP_BEST, KEEP_LAST
 from trainer.data import DataConfig
 from trainer.metrics import METRIC_SPACES
 from trainer.train.adaptive import AdaptiveConfig, ClipConfig
@@ -109,8 +110,8 @@ class TrainConfig:
 
 @dataclass
 class CheckpointConfig:
-    keep_last: int = 3
-    keep_best: int = 2
+    keep_last: int = KEEP_LAST
+    keep_best: int = KEEP_BEST
 
     def __post_init__(self) -> None:
         _positive_int("checkpoint", "keep_last", self.keep_last)
