@@ -136,3 +136,24 @@ def test_every_cli_parser_is_found_without_running_the_cli() -> None:
     for module in docs.our_clis():
         assert "--help" in docs.options(module), module
     assert {"send", "watch", "keys"} <= set(docs.subparsers(docs.parser_of("protocol.__main__")))
+
+
+# Lists the docs spell out word by word.
+
+
+def test_the_interfaces_page_lists_the_protocols_topics_and_commands_and_the_settable_keys() -> None:
+    import protocol
+    from trainer.report.control import SETTABLE
+
+    text = docs.read("docs/internal-interfaces.md")
+    topics, commands = re.search(r"^Topics: (.*?)\. Commands: (.*?)\.$", text, re.MULTILINE | re.DOTALL).groups()
+    assert re.findall(r"`(\w+)`", topics) == list(protocol.TOPICS)
+    assert re.findall(r"`(\w+)`", commands) == list(protocol.COMMANDS)
+    settable = re.search(r"K one of (.*?)\(`trainer.report.control.SETTABLE`\)", text, re.DOTALL).group(1)
+    assert re.findall(r"`([\w.]+)`", settable) == list(SETTABLE)
+
+
+def test_the_readme_says_which_torch_ci_installs_first() -> None:
+    installs = re.findall(r"^python -m pip install .*$", (ROOT / ".ci" / "run").read_text(), re.MULTILINE)
+    pinned = re.search(r"`\.ci/run` does it by installing `(torch==[\d.]+)` first", docs.read("README.md"))
+    assert pinned and installs[1].endswith(f" {pinned.group(1)}") and installs[2].endswith('-e ".[dev]"')
