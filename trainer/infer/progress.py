@@ -28,18 +28,18 @@ class FrameProgress:
 
     def __init__(self, total: int | None, label: str, stream: TextIO | None = None,
                  every_s: float = PLAIN_EVERY_S, clock: Callable[[], float] = time.monotonic) -> None:
-        self.stream, self.total, self.label = stream or sys.stderr, total, label
+        self.stream, self.total, self.label, self.part = stream or sys.stderr, total, label, ""
         self.every_s, self.clock = every_s, clock
         self.done, self.start = 0, clock()
         self.last_line = self.start
         self.bar = tqdm(total=total, unit="frame", desc=label, file=self.stream, dynamic_ncols=True) \
             if self.stream.isatty() else None
 
-    def describe(self, label: str) -> None:
-        """What is being done now (the clip's name)."""
-        self.label = label
+    def describe(self, part: str) -> None:
+        """What is being done now (a clip's name)."""
+        self.part = part
         if self.bar is not None:
-            self.bar.set_description(label)
+            self.bar.set_description(f"{self.label} {part}")
 
     def update(self, frames: int = 1) -> None:
         self.done += frames
@@ -54,10 +54,10 @@ class FrameProgress:
         else:
             print(message, file=self.stream, flush=True)
 
-    def close(self) -> None:
+    def close(self, summary: bool = True) -> None:
         if self.bar is not None:
             self.bar.close()
-        elif self.done:
+        elif self.done and summary:
             self._line(final=True)
 
     def _line(self, final: bool = False) -> None:
@@ -66,13 +66,15 @@ class FrameProgress:
         elapsed = now - self.start
         rate = self.done / elapsed if elapsed > 0 else 0.0
         count = f"{self.done}/{self.total}" if self.total else f"{self.done}"
-        tail = f"in {_clock(elapsed)}" if final else "ETA ?"
-        if not final and self.total and rate > 0:
-            tail = f"ETA {_clock(max(0, self.total - self.done) / rate)}"
-        print(f"{self.label}: {count} frames, {rate:.2f} frames/s, {tail}", file=self.stream, flush=True)
+        if final:
+            line = f"{self.label}: {count} frames in {_clock(elapsed)}, {rate:.2f} frames/s"
+        else:
+            eta = _clock(max(0, self.total - self.done) / rate) if self.total and rate > 0 else "?"
+            line = f"{f'{self.label} {self.part}'.strip()}: {count} frames, {rate:.2f} frames/s, ETA {eta}"
+        print(line, file=self.stream, flush=True)
 
     def __enter__(self) -> FrameProgress:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type | None, *exc: object) -> None:
+        self.close(summary=exc_type is None)  # no summary line under an error's
