@@ -108,8 +108,8 @@ def _final_psnr(run_dir: Path, iters: int, inject: list[int]) -> float:
                                  "telemetry.tensorboard": False, "divergence.inject_nan_steps": inject})
     opts = RunOptions(run_dir=run_dir, resume="never", pub=None, rep=None, interactive=False, console=False)
     trainer = Trainer(cfg, opts)
-    assert trainer.train.run() == 0
-    return float(trainer.parts.state.last_validation["psnr"])
+    assert trainer.run() == 0
+    return float(trainer.setup.state.last_validation["psnr"])
 
 
 def spike_figure() -> None:

@@ -61,11 +61,11 @@ def test_a_short_run_publishes_and_logs_finite_non_negative_activity(tmp_path: P
         done.set()
         reader.join(10)
         sub.close()
-    layers = unwrap(trainer.parts.state.model).layer_names
+    layers = unwrap(trainer.setup.state.model).layer_names
     carried = [f["activity"] for topic, f in frames if topic == "status" and "activity" in f]
     assert carried, "no status frame carried activity"
     assert all(_valid(a) and list(a) == layers for a in carried)
-    assert unwrap(trainer.parts.state.model).track_activity is False  # only the measured step paid for it
+    assert unwrap(trainer.setup.state.model).track_activity is False  # only the measured step paid for it
     lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     logged = [rec for rec in lines if rec["kind"] == "activity"]
     assert logged and set(layers) <= set(logged[0]) and logged[0]["step"] >= 1

@@ -33,11 +33,11 @@ def _trainer(run_dir: Path, resume: str = "never", stop_at: int | None = None, *
 
 
 def _spynet(trainer: Trainer) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in trainer.parts.state.model.spynet.state_dict().items()}
+    return {k: v.detach().clone() for k, v in trainer.setup.state.model.spynet.state_dict().items()}
 
 
 def _groups(trainer: Trainer) -> dict[str, dict]:
-    return {g["name"]: g for g in trainer.parts.state.optimizer.param_groups}
+    return {g["name"]: g for g in trainer.setup.state.optimizer.param_groups}
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,7 @@ def test_spynet_frozen_before_fix_iter_then_trained_at_its_lr_multiple_and_resum
     assert first.run() == 0
     flow_params = _groups(first)["spynet"]["params"]
     assert all(not p.requires_grad and p.grad is None for p in flow_params)
-    assert all(first.parts.state.optimizer.state.get(p) is None for p in flow_params)  # Adam never touched them
+    assert all(first.setup.state.optimizer.state.get(p) is None for p in flow_params)  # Adam never touched them
     assert all(torch.equal(initial[k], v) for k, v in _spynet(first).items())
     assert [e["step"] for e in ckpt.list_checkpoints(run_dir)] == [FIX]
 
@@ -94,8 +94,8 @@ def test_clip_folders_train_every_output_frame_with_an_even_clip_length(tmp_path
     trainer = _trainer(tmp_path / "run", **{"data.root": str(tmp_path / "clips"), "data.layout": "clips",
                                              "model.num_frames": 4, "model.scale": 2, "data.patch_size": 8,
                                              "train.max_iters": 2})
-    shapes, loss_fn = [], trainer.parts.state.loss_fn
-    trainer.parts.state.loss_fn = lambda pred, gt: (shapes.append((pred.shape, gt.shape)), loss_fn(pred, gt))[1]
+    shapes, loss_fn = [], trainer.setup.state.loss_fn
+    trainer.setup.state.loss_fn = lambda pred, gt: (shapes.append((pred.shape, gt.shape)), loss_fn(pred, gt))[1]
     assert trainer.run() == 0
     assert shapes[0] == (torch.Size([1, 4, 3, 16, 16]),) * 2  # training: all four frames
     assert ckpt.select_checkpoint(tmp_path / "run", "latest")["step"] == 2

@@ -212,10 +212,10 @@ def test_the_trainer_takes_a_set_of_a_divergence_knob_and_refuses_its_cadences(t
     trainer = make_trainer(tmp_path)
     try:
         trainer._apply(Action("set", {"key": "divergence.max_skips", "value": 25}))
-        assert trainer.parts.state.divergence.cfg.max_skips == 25
+        assert trainer.setup.state.divergence.cfg.max_skips == 25
         with pytest.raises(ValueError, match="'divergence.check_every' cannot be set while training"):
             with_setting(trainer.cfg, "divergence.check_every", 1)
         with pytest.raises(ValueError, match="lr_factor must be in"):
             with_setting(trainer.cfg, "divergence.lr_factor", 2.0)
     finally:
-        trainer.parts.close()
+        trainer.setup.close()

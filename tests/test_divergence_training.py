@@ -36,7 +36,7 @@ def _trainer(run_dir, resume="never", stop_at=None, **over) -> Trainer:
 
 
 def _training_state(trainer: Trainer) -> list[torch.Tensor]:
-    state = trainer.parts.state
+    state = trainer.setup.state
     opt = [v for s in state.optimizer.state.values() for v in s.values()]
     return [t.detach().clone() for t in (*unwrap(state.model).state_dict().values(), *opt)]
 
@@ -69,10 +69,10 @@ def test_an_injected_nan_batch_is_skipped_and_leaves_the_weights_bit_identical(t
     skipped = _trainer(tmp_path / "b", **{"train.max_iters": 3, "divergence.inject_nan_steps": [3]})
     assert skipped.run() == 0
     assert all(torch.equal(x, y) for x, y in zip(_training_state(before), _training_state(skipped), strict=True))
-    assert skipped.parts.state.clipper.state_dict() == before.parts.state.clipper.state_dict()
+    assert skipped.setup.state.clipper.state_dict() == before.setup.state.clipper.state_dict()
     assert ("nan_skipped", {"step": 3, "skipped": 1, "reason": "non-finite loss or gradient norm"}) \
         in events(tmp_path / "b")
-    assert skipped.parts.report.telemetry.latest_status()["skipped_steps"] == 1
+    assert skipped.setup.report.telemetry.latest_status()["skipped_steps"] == 1
 
 
 class NanWeightsThenSaveAt(StopAt):
@@ -82,13 +82,13 @@ class NanWeightsThenSaveAt(StopAt):
         if self.trainer.step != self.step:
             return []
         with torch.no_grad():
-            next(unwrap(self.trainer.parts.state.model).parameters()).view(-1)[0] = float("nan")
+            next(unwrap(self.trainer.setup.state.model).parameters()).view(-1)[0] = float("nan")
         return [Action("save")]
 
 
 def test_a_save_of_nan_weights_is_refused_and_never_written(tmp_path):
     trainer = _trainer(tmp_path, **{"train.max_iters": 3})
-    trainer.parts.report.controller = NanWeightsThenSaveAt(trainer, 2)
+    trainer.setup.report.controller = NanWeightsThenSaveAt(trainer, 2)
     assert trainer.run() == 0
     assert ckpt.list_checkpoints(tmp_path) == []
     refused = [data for kind, data in events(tmp_path) if kind == "checkpoint_refused"]
@@ -110,7 +110,7 @@ def test_a_run_resumed_before_or_after_a_rollback_continues_as_the_straight_run(
     resumed = _trainer(split, resume="latest", **over)
     assert resumed.step == stop_at and resumed.run() == 0
     assert_same_training_state(final_state(tmp_path / "straight"), final_state(split))
-    status = resumed.parts.report.telemetry.latest_status()
+    status = resumed.setup.report.telemetry.latest_status()
     assert (status["skipped_steps"], status["rollbacks"]) == (2, 1)  # counted once, across the resume
 
 

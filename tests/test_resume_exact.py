@@ -58,7 +58,7 @@ class CtrlCTwiceAt(StopAt):
 def test_ctrl_c_twice_leaves_one_exact_emergency_checkpoint(tmp_path, straight):
     run_dir = tmp_path / "run"
     trainer = make_trainer(run_dir)
-    trainer.parts.report.controller = CtrlCTwiceAt(trainer, 3)
+    trainer.setup.report.controller = CtrlCTwiceAt(trainer, 3)
     assert trainer.run() == 128 + signal.SIGINT
     assert signal.getsignal(signal.SIGINT) is not None  # the trainer's handler is gone again
     entries = ckpt.list_checkpoints(run_dir)
@@ -86,7 +86,7 @@ def test_two_runs_with_the_same_seed_save_identical_checkpoints_rng_states_inclu
 def test_a_crashed_and_resumed_run_saves_the_straight_runs_checkpoint_rng_states_included(tmp_path, straight):
     run_dir = tmp_path / "run"
     trainer = make_trainer(run_dir)
-    trainer.parts.report.controller = CtrlCTwiceAt(trainer, 3)
+    trainer.setup.report.controller = CtrlCTwiceAt(trainer, 3)
     assert trainer.run() == 128 + signal.SIGINT
     _other_code_draws_random_numbers()
     assert make_trainer(run_dir, resume="latest").run() == 0
@@ -94,10 +94,10 @@ def test_a_crashed_and_resumed_run_saves_the_straight_runs_checkpoint_rng_states
 
 
 def test_the_seed_fixes_numpy_and_python_random_too(tmp_path):
-    make_trainer(tmp_path / "a", **{"train.max_iters": 1}).parts.close()
+    make_trainer(tmp_path / "a", **{"train.max_iters": 1}).setup.close()
     drawn = (np.random.rand(), random.random(), torch.rand(1).item())
     _other_code_draws_random_numbers()
-    make_trainer(tmp_path / "b", **{"train.max_iters": 1}).parts.close()
+    make_trainer(tmp_path / "b", **{"train.max_iters": 1}).setup.close()
     assert (np.random.rand(), random.random(), torch.rand(1).item()) == drawn
 
 
@@ -117,6 +117,6 @@ class PauseThenSetAndResume(ScriptedCommands):
 
 def test_set_and_resume_sent_together_while_paused_are_both_applied(tmp_path):
     trainer = make_trainer(tmp_path / "run")
-    trainer.parts.report.controller = PauseThenSetAndResume(trainer)
+    trainer.setup.report.controller = PauseThenSetAndResume(trainer)
     assert trainer.run() == 0
     assert trainer.step == 6 and trainer.cfg.schedule.lr_max == 1e-3

@@ -60,7 +60,7 @@ def make_trainer(run_dir: Path, resume: str = "never", stop_at: int | None = Non
     opts = RunOptions(run_dir=run_dir, resume=resume, pub=None, rep=None, interactive=False, console=False)
     trainer = Trainer(cfg, opts)
     if stop_at is not None:
-        trainer.parts.report.controller = StopAt(trainer, stop_at)
+        trainer.setup.report.controller = StopAt(trainer, stop_at)
     return trainer
 
 

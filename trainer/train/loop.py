@@ -54,8 +54,8 @@ class Trainer:
     def __init__(self, cfg: Config, opts: RunOptions) -> None:
         self.cfg = cfg
         self.opts = opts
-        self.parts: Run = build_run(cfg, opts, get_cfg=lambda: self.cfg)
-        self.step = self.parts.start_step
+        self.setup: Run = build_run(cfg, opts, get_cfg=lambda: self.cfg)  # device, ranks, report, state, saver
+        self.step = self.setup.start_step
         self.paused = False
         self._signal: int | None = None
         self._stop_reason = ""
@@ -63,13 +63,13 @@ class Trainer:
 
     # ---- the loop -------------------------------------------------------------
     def run(self) -> int:
-        state, tel = self.parts.state, self.parts.report.telemetry
+        state, tel = self.setup.state, self.setup.report.telemetry
         self._install_signal_handlers()
         tel.event("started", f"Training from step {self.step} to {self.cfg.train.max_iters} on "
-                  f"{self.parts.device}", step=self.step, device=str(self.parts.device),
-                  world_size=self.parts.dist.world_size)
+                  f"{self.setup.device}", step=self.step, device=str(self.setup.device),
+                  world_size=self.setup.dist.world_size)
         tel.set_state("training")
-        state.divergence.start(self.step, state, self.parts.run_dir)
+        state.divergence.start(self.step, state, self.setup.run_dir)
         try:
             while self.step < self.cfg.train.max_iters:
                 # commands from the network, the keyboard and signals (same on every rank)
@@ -84,15 +84,15 @@ class Trainer:
                 self.step += 1
                 state.batches.mark_step()
                 # skipped steps counted, a rollback when the run diverged (at fixed steps, on every rank)
-                state.divergence.end_step(self.step, state, tel, self.parts.run_dir)
+                state.divergence.end_step(self.step, state, tel, self.setup.run_dir)
                 # log (the loss tensor is read only when a status goes out)
                 tel.step(self.step, loss, lr, epoch=state.batches.epoch, **parts)
-                self.parts.report.console.progress(self.step, tel.latest_status())
+                self.setup.report.console.progress(self.step, tel.latest_status())
                 # validate and checkpoint on schedule; DDP replicas compared first, and every N steps
                 last = self.step == self.cfg.train.max_iters
                 val_due = last or self.step % self.cfg.train.val_every == 0
                 save_due = last or self.step % self.cfg.train.save_every == 0
-                self.parts.guard.after_step(self.step, check_now=val_due or save_due)
+                self.setup.guard.after_step(self.step, check_now=val_due or save_due)
                 if val_due:
                     self.validate()
                 if save_due:
@@ -114,14 +114,14 @@ class Trainer:
             self.close()
 
     def _train_step(self) -> tuple[torch.Tensor, dict[str, Any]]:
-        state, accum, tel = self.parts.state, self.cfg.train.accum_steps, self.parts.report.telemetry
-        total = torch.zeros((), device=self.parts.device)
+        state, accum, tel = self.setup.state, self.cfg.train.accum_steps, self.setup.report.telemetry
+        total = torch.zeros((), device=self.setup.device)
         tracked = state.track_activity(tel.activity_due())
         for micro in range(accum):
             batch = state.batches.next()
-            frames = batch["lr"].to(self.parts.device, non_blocking=True)  # (B, T, 3, h, w)
+            frames = batch["lr"].to(self.setup.device, non_blocking=True)  # (B, T, 3, h, w)
             frames = state.divergence.inject(self.step + 1, frames)  # the test hook; else `frames`
-            target = batch["gt"].to(self.parts.device, non_blocking=True)  # (B, 3, H, W) or (B, T, 3, H, W)
+            target = batch["gt"].to(self.setup.device, non_blocking=True)  # (B, 3, H, W) or (B, T, 3, H, W)
             with state.no_sync(micro < accum - 1), state.autocast():
                 pred = centre_if_single_target(state.model(frames), target)
                 loss, parts = state.loss_fn(pred, target)
@@ -130,7 +130,7 @@ class Trainer:
             total += loss.detach() / accum
         state.scaler.unscale_(state.optimizer)
         grad_norm = state.clip(state.model.parameters())
-        self.parts.saver.wait_copied()  # a checkpoint snapshot may still be copying these weights
+        self.setup.saver.wait_copied()  # a checkpoint snapshot may still be copying these weights
         finite = state.divergence.observe(grad_norm)  # on the device: no host sync
         optimizer_step(state.optimizer, state.scaler, finite)  # none at all for a non-finite step
         state.scaler.update()
@@ -153,14 +153,14 @@ class Trainer:
 
     def _run_actions(self) -> bool:
         """Rank 0's queued actions and decisions, taken by every rank; True when training must stop now."""
-        state = self.parts.state
-        drained = [a.to_wire() for a in self.parts.report.controller.drain()]
+        state = self.setup.state
+        drained = [a.to_wire() for a in self.setup.report.controller.drain()]
         actions, decisions, stop = sync_step(drained, state.decisions(), self._signal is not None,
-                                             self.parts.dist)
+                                             self.setup.dist)
         if not state.decides:
             state.follow(decisions)
         if any(name in ("validate", "save", "stop") for name, _, _ in actions):  # these may write a checkpoint
-            self.parts.guard.check(self.step)
+            self.setup.guard.check(self.step)
         for name, args, source in actions:
             if self._apply(Action(name, args, source)):
                 return True
@@ -171,13 +171,13 @@ class Trainer:
         return stop
 
     def _share_decisions(self) -> None:
-        state = self.parts.state
-        decisions = broadcast_object(state.decisions(), self.parts.dist)
+        state = self.setup.state
+        decisions = broadcast_object(state.decisions(), self.setup.dist)
         if not state.decides:
             state.follow(decisions)
 
     def _apply(self, action: Action) -> bool:
-        name, tel = action.name, self.parts.report.telemetry
+        name, tel = action.name, self.setup.report.telemetry
         if name == "toggle_pause":
             name = "resume" if self.paused else "pause"
         if name == "stop":
@@ -200,18 +200,18 @@ class Trainer:
         return False
 
     def _set(self, args: dict[str, Any]) -> None:
-        tel = self.parts.report.telemetry
+        tel = self.setup.report.telemetry
         try:
             self.cfg = with_setting(self.cfg, str(args["key"]), args["value"])
         except (KeyError, ValueError) as exc:
             tel.event("error", f"set rejected: {exc}", args=args)
             return
-        self.parts.state.on_config_change(self.cfg)
+        self.setup.state.on_config_change(self.cfg)
         tel.event("set", f"Set {args['key']} = {args['value']!r}", key=args["key"], value=args["value"])
 
     def _stop(self) -> int:
         """Stop command, Q or a signal: checkpoint, then leave (0, or 128+signal)."""
-        tel = self.parts.report.telemetry
+        tel = self.setup.report.telemetry
         reason = self._stop_reason or f"signal {self._signal_name()}"
         tel.set_state("stopping")
         tel.event("stopping", f"Stopping at step {self.step}: {reason}", step=self.step)
@@ -223,14 +223,14 @@ class Trainer:
 
     # ---- validation and checkpoints --------------------------------------------------
     def validate(self) -> dict[str, Any] | None:
-        state, tel = self.parts.state, self.parts.report.telemetry
-        if not self.parts.dist.is_main:
+        state, tel = self.setup.state, self.setup.report.telemetry
+        if not self.setup.dist.is_main:
             return None
         tel.set_state("validating")
         tel.event("validation_started", f"Validating at step {self.step}", step=self.step)
         rng = capture_rng()  # validation never changes the training's random streams
         try:
-            metrics, image = self.parts.validate_model(self.step, self.cfg)
+            metrics, image = self.setup.validate_model(self.step, self.cfg)
         finally:
             restore_rng(rng)
             unwrap(state.model).train()
@@ -250,16 +250,16 @@ class Trainer:
 
     def save(self, kind: str, *, sync: bool = False) -> Path | None:
         """Checkpoint the training state after `self.step` steps (rank 0)."""
-        if not self.parts.dist.is_main:
+        if not self.setup.dist.is_main:
             return None
-        saver, path = self.parts.saver, self.parts.saver.path(self.step, kind)
-        refused = self.parts.state.divergence.refuse_reason(self.parts.state)
+        saver, path = self.setup.saver, self.setup.saver.path(self.step, kind)
+        refused = self.setup.state.divergence.refuse_reason(self.setup.state)
         if refused:  # never a broken state on disk (retention could drop the good ones for it)
-            self.parts.report.telemetry.event("checkpoint_refused", f"Checkpoint {path.name} NOT saved: "
+            self.setup.report.telemetry.event("checkpoint_refused", f"Checkpoint {path.name} NOT saved: "
                                               f"{refused}", step=self.step, path=str(path), reason=refused)
             return None
-        train_loss = self.parts.report.telemetry.latest_status().get("total_loss")
-        saver.save(lambda: to_checkpoint(self.parts.state, step=self.step, kind=kind, config=self.cfg,
+        train_loss = self.setup.report.telemetry.latest_status().get("total_loss")
+        saver.save(lambda: to_checkpoint(self.setup.state, step=self.step, kind=kind, config=self.cfg,
                                          train_loss=train_loss), path, sync=sync)
         return path
 
@@ -270,7 +270,7 @@ class Trainer:
             self._signal = signum
             message = ("stopping after this step; saving an emergency checkpoint..." if first
                        else "still stopping; the checkpoint is being written, please wait")
-            self.parts.report.console.info(f"\n{signal.Signals(signum).name}: {message}")
+            self.setup.report.console.info(f"\n{signal.Signals(signum).name}: {message}")
 
         self._old_handlers = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
 
@@ -278,15 +278,15 @@ class Trainer:
         return signal.Signals(self._signal).name if self._signal else "?"
 
     def close(self) -> None:
-        self.parts.report.telemetry.set_state("stopped")
-        if self.parts.dist.enabled:  # each rank's own count: DDP ranks skip the same steps
-            skipped, rollbacks = self.parts.state.divergence.totals()
-            print(f"[rank {self.parts.dist.rank}] skipped {skipped} non-finite steps, {rollbacks} rollbacks",
+        self.setup.report.telemetry.set_state("stopped")
+        if self.setup.dist.enabled:  # each rank's own count: DDP ranks skip the same steps
+            skipped, rollbacks = self.setup.state.divergence.totals()
+            print(f"[rank {self.setup.dist.rank}] skipped {skipped} non-finite steps, {rollbacks} rollbacks",
                   flush=True)
-        digest = self.parts.guard.fingerprint() if self.parts.dist.enabled else ""
-        self.parts.close()
-        if self.parts.dist.enabled:
-            print(f"[rank {self.parts.dist.rank}] stopped at step {self.step}; replica digest {digest}", flush=True)
+        digest = self.setup.guard.fingerprint() if self.setup.dist.enabled else ""
+        self.setup.close()
+        if self.setup.dist.enabled:
+            print(f"[rank {self.setup.dist.rank}] stopped at step {self.step}; replica digest {digest}", flush=True)
         for sig, old in self._old_handlers.items():
             signal.signal(sig, old)
 
