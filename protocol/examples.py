@@ -25,10 +25,12 @@ _EXAMPLES: dict[str, dict[str, Any]] = {
         "state": "training",
         "grad_norm": 0.71,
         "losses": {"l1": 0.0101, "perceptual": 0.0022},
+        "loss_min": 0.0119,
+        "loss_max": 0.0131,
     },
     "event": {"kind": "checkpoint_saved", "message": "saved checkpoint_step_0012000.pth",
               "data": {"step": 12000, "path": "runs/default/checkpoint_step_0012000.pth"}},
-    "heartbeat": {"state": "training", "iteration": 12345},
+    "heartbeat": {"state": "training", "iteration": 12345, "run_dir": "/home/me/runs/default"},
     "validation": {
         "iteration": 12000,
         "psnr": 28.4,

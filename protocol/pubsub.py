@@ -14,12 +14,12 @@ from protocol.schemas import PROTOCOL_VERSION
 from protocol.security import SecurityConfig
 from protocol.sockets import bound_endpoint, close_socket, open_socket
 
-_ENVELOPE_KEYS = ("v", "run", "seq", "ts")
+_ENVELOPE_KEYS = ("v", "run", "seq", "ts", "run_id")
 
 
 class Publisher:
-    """Binds a PUB socket. `publish` adds the envelope (v, run, seq, ts), never blocks and
-    never raises for want of listeners: a frame zmq refuses is counted in `dropped`.
+    """Binds a PUB socket. `publish` adds the envelope (v, run, seq, ts, and run_id once set), never
+    blocks and never raises for want of listeners: a frame zmq refuses is counted in `dropped`.
 
     A subscriber that reads too slowly loses frames inside libzmq once its SNDHWM queue
     (`hwm` frames) is full; those losses are invisible here and show as gaps in `seq`
@@ -35,8 +35,10 @@ class Publisher:
         hwm: int = 1000,
         context: zmq.Context | None = None,
         bind: bool = True,
+        run_id: str | None = None,
     ) -> None:
         self.run = run
+        self.run_id = run_id  # the run's identity; may be set later (it is known once the run folder is chosen)
         self.sent = 0
         self.dropped = 0
         self._seq = 0
@@ -56,6 +58,8 @@ class Publisher:
         with self._lock:
             payload = {"v": PROTOCOL_VERSION, "run": self.run, "seq": self._seq + 1,
                        "ts": time.time(), **fields}
+            if self.run_id is not None:
+                payload["run_id"] = self.run_id
             frames = encode_message(topic, payload)
             self._seq += 1
             if self._sock is None:

@@ -58,8 +58,10 @@ def opt(types: tuple[type, ...], choices: tuple[str, ...] = (), pattern: str | N
 
 Schema = dict[str, Field]
 
-# The envelope every PUB payload carries.
-ENVELOPE: Schema = {"v": req(INT), "run": req(STR), "seq": req(INT), "ts": req(FLOAT)}
+# The envelope every PUB payload carries. `run` is the display name (run folder @ host); `run_id` is the
+# run's identity (32 hex, kept in the run folder's run.json across resumes; absent from older trainers).
+ENVELOPE: Schema = {"v": req(INT), "run": req(STR), "seq": req(INT), "ts": req(FLOAT),
+                    "run_id": opt(STR, pattern=r"[0-9a-f]{32}")}
 
 # What a trainer is doing: `heartbeat.state` and `status.state`.
 STATES = ("loading", "training", "validating", "paused", "stopping", "stopped")
@@ -87,6 +89,8 @@ STATUS: Schema = {
     "activity": opt(MAP),  # per-layer mean |output|, e.g. {"feat": 0.21, "out": 0.03}
     "skipped_steps": opt(INT),  # non-finite steps skipped this run (absent: 0)
     "rollbacks": opt(INT),  # rollbacks to the last finite state this run (absent: 0)
+    "loss_min": opt(OPT_FLOAT),  # lowest loss of the steps since the last history point (this one included)
+    "loss_max": opt(OPT_FLOAT),  # highest loss of those steps
 }
 
 _STEP: Schema = {"step": req(INT)}
@@ -116,7 +120,8 @@ EVENTS: dict[str, Schema] = {
 
 EVENT: Schema = {"kind": req(STR), "message": req(STR), "data": opt(MAP)}
 
-HEARTBEAT: Schema = {"state": req(STR), "iteration": req(INT)}
+HEARTBEAT: Schema = {"state": req(STR), "iteration": req(INT),
+                     "run_dir": opt(STR)}  # the run folder's absolute path, for a viewer on the same machine
 
 METRIC_SPACES = ("rgb", "y")
 
@@ -142,8 +147,12 @@ TOPICS: dict[str, Schema] = {
     "validation": VALIDATION,
 }
 
-# The points of the `history` reply: what a viewer plots, the same live and re-fetched.
-HISTORY_FIELDS = ("iteration", "total_loss", "learn_rate", "iter_speed", "gpu_memory", "timestamp")
+# The points of the `history` reply: what a viewer plots, the same live and re-fetched. A point stands for
+# the steps since the previous one: the last step's values, and the extremes of them all (loss_min/loss_max).
+HISTORY_FIELDS = ("iteration", "total_loss", "learn_rate", "iter_speed", "gpu_memory", "timestamp",
+                  "loss_min", "loss_max")
+HISTORY_POINTS = 2000  # `history`: points when a request names none
+HISTORY_MAX_POINTS = 10_000  # `history`: the most points one reply carries (points, limit)
 VALIDATION_POINT_FIELDS = ("iteration", "psnr", "ssim", "quality", "baseline_psnr", "baseline_ssim",
                            "baseline_quality", "improvement", "metric_space", "timestamp")
 
@@ -160,7 +169,7 @@ COMMANDS: dict[str, Schema] = {
     "save": {},
     "stop": {},
     "checkpoints": {},
-    "history": {"limit": opt(INT)},
+    "history": {"points": opt(INT), "from": opt(INT), "to": opt(INT), "limit": opt(INT)},
     "set": {"key": req(STR), "value": req(ANY)},
 }
 

@@ -1,13 +1,13 @@
 """The reporting side of a run: terminal, run-folder logs, telemetry, and the command inputs.
 
 Only rank 0 prints, logs, publishes and serves commands; on other ranks every part here is
-silent (Telemetry without a publisher, a Controller without inputs).
+silent (Telemetry without a publisher, a Controller without inputs). The run folder's logs and
+identity are opened by `start`, once the run folder is settled (starting anew archives its files).
 """
 
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,8 +16,10 @@ import ckpt
 import protocol
 from protocol import json_safe
 from trainer.config import Config
+from trainer.report import identity
 from trainer.report.console import Console
 from trainer.report.control import ACTIONS, Controller, KeyReader, validate_set_args
+from trainer.report.history import history
 from trainer.report.runlog import RunLog
 from trainer.report.telemetry import Telemetry
 
@@ -31,18 +33,19 @@ class Reporting:
         self.run_dir = Path(opts.run_dir)
         self.console = Console(total=cfg.train.max_iters, log_every_s=cfg.telemetry.log_every_s,
                                enabled=main and opts.console)
-        self.runlog = RunLog(self.run_dir, tensorboard=cfg.telemetry.tensorboard) if main else None
+        self._main, self._tensorboard = main, cfg.telemetry.tensorboard
+        self.runlog: RunLog | None = None
+        self.identity: identity.RunIdentity | None = None
         self.publisher: protocol.Publisher | None = None
         self.controller = Controller()
         try:
             server, keys = self._open_inputs(opts, get_cfg) if main else (None, None)
         except BaseException:  # e.g. a port in use: release what is open already
-            for part in (self.publisher, self.runlog):
-                if part is not None:
-                    part.close()
+            if self.publisher is not None:
+                self.publisher.close()
             raise
         self.telemetry = Telemetry(self.publisher, cfg.telemetry, max_iters=cfg.train.max_iters,
-                                   runlog=self.runlog, echo=self.console.info)
+                                   echo=self.console.info)
         self.controller = Controller(server, keys)
         if server is not None:
             server.start()
@@ -54,8 +57,7 @@ class Reporting:
             if endpoint:
                 protocol.check_bind_allowed(endpoint, security, opts.insecure)
         if opts.pub:
-            run_name = f"{self.run_dir.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-            self.publisher = protocol.Publisher(opts.pub, run_name, security=security)
+            self.publisher = protocol.Publisher(opts.pub, identity.display_name(self.run_dir), security=security)
         server = None
         if opts.rep:
             server = protocol.CommandServer(opts.rep, queries=self._queries(), actions=ACTIONS,
@@ -63,7 +65,15 @@ class Reporting:
         return server, KeyReader() if opts.console and KeyReader.available() else None
 
     def start(self, iteration: int) -> None:
-        """Publish from here on, saying `iteration` (the resume step) from the first frame."""
+        """Open the run folder's logs and identity (rank 0), then publish from here on, saying `iteration`
+        (the resume step) from the first frame. metrics.jsonl gets a `start` record: steps after
+        `iteration` written before it were redone (trainer.report.history_index)."""
+        if self._main:
+            self.runlog = self.telemetry.runlog = RunLog(self.run_dir, tensorboard=self._tensorboard)
+            self.identity = identity.load_or_create(self.run_dir)
+            self.runlog.metrics("start", iteration, {"run_id": self.identity.id})
+            if self.publisher is not None:
+                self.publisher.run_id = self.identity.id
         self.telemetry.iteration = iteration
         self.telemetry.publish_status(force=True)
         self.telemetry.start()
@@ -75,10 +85,16 @@ class Reporting:
 
         return {
             "status": lambda _a: {"status": self.telemetry.latest_status()},
-            "history": lambda a: {"history": self.telemetry.history(a.get("limit")),
-                                  "validations": self.telemetry.validations()},
+            "history": self._history,
             "checkpoints": checkpoints,
         }
+
+    def _history(self, args: dict[str, Any]) -> dict[str, Any]:
+        """The whole run from the run folder's logs (trainer.report.history); empty until `start`."""
+        runlog, run = self.runlog, self.identity
+        if runlog is None or run is None:
+            return {"run": identity.display_name(self.run_dir), "history": [], "validations": []}
+        return {"run": identity.display_name(self.run_dir), "run_id": run.id, **history(runlog.history, args)}
 
     def close(self) -> None:
         for part in (self.controller, self.telemetry, self.publisher, self.runlog, self.console):

@@ -22,6 +22,7 @@ import torch
 
 from protocol import HISTORY_FIELDS, STATES, VALIDATION_POINT_FIELDS, check_event
 from trainer.config import TelemetryConfig
+from trainer.report.history import record_values
 from trainer.report.runlog import RunLog
 
 STATUS_MAX_AGE_S = 1.0
@@ -79,6 +80,9 @@ class Telemetry:
         self.skipped_steps = 0
         self.rollbacks = 0
         self._stepped = False  # no step yet in this process: the status holds placeholders for loss and LR
+        self._low: Any = None  # lowest and highest loss since the last history point (tensors: no sync)
+        self._high: Any = None
+        self._point_iteration: int | None = None  # the last history point's iteration
         self._publisher = publisher
         self._queue: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue(maxsize=2000)
         self._lock = threading.Lock()
@@ -87,7 +91,6 @@ class Telemetry:
         self._validations: collections.deque[dict[str, Any]] = collections.deque(maxlen=cfg.history)
         self._due = True
         self._last_status = 0.0
-        self._last_log = 0.0
         self._activity: dict[str, float] | None = None
         self._last_activity = -float("inf")
         self._stop = threading.Event()
@@ -113,22 +116,11 @@ class Telemetry:
         self.iteration, self._stepped = iteration, True
         self.speed.update(iteration)
         self._loss, self._lr, self._extra = loss, lr, extra
+        self._low, self._high = _extreme(self._low, loss, torch.fmin), _extreme(self._high, loss, torch.fmax)
         now = time.monotonic()
         if self._due or now - self._last_status >= 1.0 / self.cfg.status_hz or iteration >= self.max_iters:
             self._due = False
-            self.publish_status()
-        if self.runlog is not None and (now - self._last_log >= 1.0 or iteration >= self.max_iters):
-            self._last_log = now
-            latest = self.latest_status()
-            values = {"loss": latest["total_loss"], "lr": latest["learn_rate"],
-                      "iter_speed": latest["iter_speed"], "gpu_memory": latest["gpu_memory"]}
-            for key, value in extra.items():
-                value = _scalar(value)
-                if isinstance(value, dict):
-                    values.update({f"{key}_{k}": v for k, v in value.items()})
-                else:
-                    values[key] = value
-            self.runlog.metrics("train", iteration, values)
+            self.publish_status(force=iteration >= self.max_iters)
 
     def activity_due(self) -> bool:
         """Whether the next step should measure per-layer activity (never on silent ranks)."""
@@ -153,13 +145,34 @@ class Telemetry:
             status[key] = _scalar(value)
         if self._activity is not None:
             status["activity"] = self._activity
+        if self._low is not None:
+            status["loss_min"], status["loss_max"] = _scalar(self._low), _scalar(self._high)
+        point = None
         with self._lock:
             self._latest = status
             due = not self._history or status["timestamp"] - self._history[-1]["timestamp"] >= 1.0 or force
-            if due and self._stepped:  # before the first step, loss and LR are placeholders, not a point
-                self._history.append({k: status[k] for k in HISTORY_FIELDS})
+            # before the first step, loss and LR are placeholders, not a point; a point needs a new step
+            if due and self._stepped and status["iteration"] != self._point_iteration:
+                point = {k: status.get(k) for k in HISTORY_FIELDS}
+                self._history.append(point)
+        if point is not None:
+            self._point_iteration, self._low, self._high = point["iteration"], None, None
+            self._log_point(point, status)
         self._last_status = time.monotonic()
         self._send("status", status)
+
+    def _log_point(self, point: dict[str, Any], status: dict[str, Any]) -> None:
+        """A history point is a `train` record in metrics.jsonl (same time, same values), with the loss parts."""
+        if self.runlog is None:
+            return
+        values = record_values(point)
+        for key in getattr(self, "_extra", {}):
+            value = status[key]
+            if isinstance(value, dict):
+                values.update({f"{key}_{k}": v for k, v in value.items()})
+            else:
+                values[key] = value
+        self.runlog.metrics("train", point["iteration"], values, ts=point["timestamp"])
 
     def set_divergence(self, skipped_steps: int, rollbacks: int) -> None:
         """This run's totals of skipped non-finite steps and rollbacks, carried by every later status."""
@@ -179,7 +192,7 @@ class Telemetry:
     def validation(self, iteration: int, metrics: dict[str, Any], image: bytes | None = None) -> None:
         fields = {"iteration": iteration, **metrics, "timestamp": time.time()}
         if self.runlog is not None:
-            self.runlog.metrics("val", iteration, metrics)
+            self.runlog.metrics("val", iteration, metrics, ts=fields["timestamp"])
         with self._lock:  # the point a late viewer re-fetches is the one a live viewer kept
             self._validations.append({k: fields[k] for k in VALIDATION_POINT_FIELDS if k in fields})
         if image:
@@ -247,7 +260,8 @@ class Telemetry:
             now = time.monotonic()
             if now - last_beat >= self.cfg.heartbeat_s:
                 last_beat = now
-                self._publisher.publish("heartbeat", state=self.state, iteration=self.iteration)
+                run_dir = {} if self.runlog is None else {"run_dir": str(self.runlog.run_dir.resolve())}
+                self._publisher.publish("heartbeat", state=self.state, iteration=self.iteration, **run_dir)
                 if now - self._last_status >= STATUS_MAX_AGE_S:
                     self._refresh_status()
 
@@ -260,6 +274,12 @@ class Telemetry:
         self._last_status = time.monotonic()
         self._publisher.publish("status", **status)
 
+
+
+def _extreme(current: Any, loss: torch.Tensor | float, pick: Callable[..., torch.Tensor]) -> torch.Tensor:
+    """`pick` (torch.fmin/fmax: NaN loses) of the running extreme and this step's loss, on the loss's device."""
+    value = loss.detach().float() if isinstance(loss, torch.Tensor) else torch.tensor(float(loss))
+    return value if current is None else pick(current, value)
 
 
 def _scalar(value: Any) -> Any:

@@ -1,0 +1,337 @@
+"""The index kept beside `metrics.jsonl` (in `metrics.index/`), so a run's whole history reads in
+bounded time and memory however long the run.
+
+What it holds is the run's *live curve*: the `train` and `val` records that no later record redid.
+A resumed run (or one rolled back after diverging) goes on from an earlier step, and the records it
+wrote past that step before are superseded. The rule, in file order: a record at step s drops every
+earlier train or val record past s, and an earlier record of its own kind at s (a `start` record,
+written when a process starts training at step s, drops those past s). So each kind's live rows are
+a stack sorted by step: appended, and cut back when a run goes back.
+
+Files (fixed-size little-endian rows, read through np.memmap):
+- `train.bin`: step, byte offset of its line, loss_min, loss_max per live train record;
+- `val.bin`: step, byte offset per live validation record;
+- `levelK.bin`: (loss_min, loss_max) of each complete block of FANOUT**K train rows, so the extremes
+  of any row range come from O(FANOUT * levels) values (trainer.report.history reads them);
+- `meta.json`: the metrics.jsonl bytes indexed, the row counts and their CRC32, written after every
+  cut and every META_EVERY records. On open, an index that does not match metrics.jsonl (missing,
+  truncated, corrupt, another file) is rebuilt from it; a matching one is extended with the lines
+  appended since. The level files are always rebuilt from train.bin (cheap: numpy over the rows).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import struct
+import sys
+import threading
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+VERSION = 1
+FANOUT = 16
+META_EVERY = 256
+TRAIN_ROW = np.dtype([("step", "<i8"), ("offset", "<i8"), ("lo", "<f8"), ("hi", "<f8")])
+VAL_ROW = np.dtype([("step", "<i8"), ("offset", "<i8")])
+LEVEL_ROW = np.dtype([("lo", "<f8"), ("hi", "<f8")])
+_HEAD_BYTES = 256  # the start of metrics.jsonl that identifies it (another file after an archive differs)
+_CHUNK = 1 << 16  # rows per chunk when scanning a whole file
+
+
+@dataclass(frozen=True)
+class View:
+    """What a reader may read without the lock: row counts at one moment and the generation then
+    (any cut bumps it; a reader that sees it changed reads again)."""
+
+    folder: Path
+    source: Path
+    train: int
+    val: int
+    levels: tuple[int, ...]  # complete blocks at level 1, 2, ...
+    generation: int
+
+    def rows(self, name: str, dtype: np.dtype, count: int) -> np.ndarray:
+        if count == 0:
+            return np.zeros(0, dtype)
+        return np.memmap(self.folder / name, dtype=dtype, mode="r", shape=(count,))
+
+
+def _float(value: Any) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+
+
+def _extremes(entries: list[tuple[float, float]]) -> tuple[float, float]:
+    """(lowest lo, highest hi), NaN ignored unless all are NaN (as np.fmin/np.fmax)."""
+    los = [lo for lo, _ in entries if lo == lo]
+    his = [hi for _, hi in entries if hi == hi]
+    return (min(los) if los else math.nan, max(his) if his else math.nan)
+
+
+class Stack:
+    """One file of fixed-size rows sorted by step: appended, cut back by step."""
+
+    def __init__(self, path: Path, dtype: np.dtype) -> None:
+        self.path, self.dtype = path, dtype
+        self.packer = struct.Struct("<" + "".join("q" if dtype[n].kind == "i" else "d" for n in dtype.names))
+        self.fh = open(path, "a+b")  # created when missing; writes go where `seek` says (r+b semantics below)
+        self.fh.close()
+        self.fh = open(path, "r+b")
+        self._at_end = False
+        self.count = 0
+        self.last_step = -1
+        self.crc = 0
+
+    def reset(self, count: int = 0, crc: int | None = None) -> None:
+        """Keep the first `count` rows (already checked; `crc` theirs when known) and drop the rest."""
+        self.fh.flush()
+        self.fh.truncate(count * self.dtype.itemsize)
+        self._at_end = False
+        self.count = count
+        self.crc = self.prefix_crc(count) if crc is None else crc
+        has_step = "step" in self.dtype.names
+        self.last_step = int(self.read(count - 1, count)["step"][0]) if count and has_step else -1
+
+    def push(self, row: tuple) -> None:
+        data = self.packer.pack(*row)
+        if not self._at_end:  # a seek flushes the write buffer: only after a read or a cut
+            self.fh.seek(self.count * self.dtype.itemsize)
+            self._at_end = True
+        self.fh.write(data)
+        self.crc = zlib.crc32(data, self.crc)
+        self.count += 1
+        self.last_step = int(row[0])
+
+    def cut(self, step: int, keep_equal: bool) -> bool:
+        """Drop the rows past `step` (and at it unless `keep_equal`); True when any went."""
+        if self.last_step < step or (keep_equal and self.last_step == step):
+            return False
+        steps = self.read(0, self.count)["step"]
+        self.reset(int(np.searchsorted(steps, step, side="right" if keep_equal else "left")))
+        return True
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        self.fh.flush()
+        self._at_end = False
+        self.fh.seek(start * self.dtype.itemsize)
+        return np.frombuffer(self.fh.read((stop - start) * self.dtype.itemsize), self.dtype)
+
+    def prefix_crc(self, count: int) -> int:
+        crc = 0
+        for start in range(0, count, _CHUNK):
+            crc = zlib.crc32(self.read(start, min(count, start + _CHUNK)).tobytes(), crc)
+        return crc
+
+    def size_rows(self) -> int:
+        self.fh.flush()
+        return os.fstat(self.fh.fileno()).st_size // self.dtype.itemsize
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+class HistoryIndex:
+    """The live curve of one metrics.jsonl; `add` after each line is written, `view` to read. Thread-safe."""
+
+    def __init__(self, source: str | Path, folder: str | Path | None = None) -> None:
+        self.source = Path(source)
+        self.folder = Path(folder) if folder is not None else self.source.with_suffix(".index")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self.train = Stack(self.folder / "train.bin", TRAIN_ROW)
+        self.val = Stack(self.folder / "val.bin", VAL_ROW)
+        self.levels: list[Stack] = []  # level K at [K - 1]
+        self._pending: list[list[tuple[float, float]]] = [[]]  # per level: entries not yet in a full block
+        self.generation = 0
+        self.indexed = 0  # bytes of metrics.jsonl indexed
+        self._since_meta = 0
+        self.rebuilt = False  # whether open found no usable index (for the benchmark and tests)
+        self.failed = False  # a write failed: no more updates in this process
+        with self._lock:
+            self._open()
+
+    # ---- opening ----------------------------------------------------------------------------
+    def _open(self) -> None:
+        meta = self._read_meta()
+        if meta is None or not self._matches(meta):
+            self.rebuilt = True
+            self.indexed = 0
+            self.train.reset(0)
+            self.val.reset(0)
+        self._rebuild_levels()
+        self._extend()
+        self._write_meta()
+
+    def _read_meta(self) -> dict[str, Any] | None:
+        try:
+            meta = json.loads((self.folder / "meta.json").read_text())
+            return meta if meta.get("version") == VERSION and meta.get("fanout") == FANOUT else None
+        except (OSError, ValueError, AttributeError):
+            return None
+
+    def _matches(self, meta: dict[str, Any]) -> bool:
+        """Whether the index's recorded prefix is intact and describes this metrics.jsonl."""
+        try:
+            indexed, train, val = int(meta["indexed"]), int(meta["train"]), int(meta["val"])
+            if self.source.stat().st_size < indexed or meta["head"] != self._head(indexed):
+                return False
+            if self.train.size_rows() < train or self.val.size_rows() < val:
+                return False
+            if self.train.prefix_crc(train) != meta["train_crc"] or self.val.prefix_crc(val) != meta["val_crc"]:
+                return False
+        except (OSError, KeyError, TypeError, ValueError):
+            return False
+        self.train.reset(train, meta["train_crc"])
+        self.val.reset(val, meta["val_crc"])
+        self.indexed = indexed
+        return True
+
+    def _head(self, size: int) -> int:
+        with open(self.source, "rb") as fh:
+            return zlib.crc32(fh.read(min(size, _HEAD_BYTES)))
+
+    def _extend(self) -> None:
+        """Index the complete lines after `indexed` (a torn last line waits: it is not complete yet)."""
+        try:
+            fh = open(self.source, "rb")
+        except FileNotFoundError:
+            return
+        with fh:
+            fh.seek(self.indexed)
+            offset = self.indexed
+            for line in fh:
+                if not line.endswith(b"\n"):
+                    break
+                try:
+                    record = json.loads(line)
+                except ValueError:  # a line torn by a crash, then continued by the next process
+                    record = None
+                self._add(offset, offset + len(line), record)
+                offset += len(line)
+
+    # ---- writing ----------------------------------------------------------------------------
+    def add(self, offset: int, end: int, record: dict[str, Any]) -> None:
+        """The metrics.jsonl line [offset, end) holds `record` (called after it was written)."""
+        with self._lock:
+            if self.failed:
+                return
+            try:
+                if offset != self.indexed:  # a line we did not see: catch up from the file
+                    self._extend()
+                else:
+                    self._add(offset, end, record)
+            except OSError as exc:  # e.g. a full disk: training goes on; the next start rebuilds what is missing
+                self.failed = True
+                print(f"warning: cannot update {self.folder.name} ({exc.strerror}); `history` stops here "
+                      "until the next start", file=sys.stderr, flush=True)
+
+    def _add(self, offset: int, end: int, record: Any) -> None:
+        self.indexed = end
+        kind = record.get("kind") if isinstance(record, dict) else None
+        step = record.get("step") if kind in ("train", "val", "start") else None
+        if not isinstance(step, int) or isinstance(step, bool):
+            return
+        cut_train = self.train.cut(step, keep_equal=kind != "train")
+        cut_val = self.val.cut(step, keep_equal=kind != "val")
+        if cut_train:
+            self._after_train_cut()
+        if kind == "train":
+            loss = _float(record.get("loss"))
+            lo, hi = _float(record.get("loss_min", loss)), _float(record.get("loss_max", loss))
+            self.train.push((step, offset, lo, hi))
+            self._push_level(0, (lo, hi))
+        elif kind == "val":
+            self.val.push((step, offset))
+        if cut_train or cut_val:
+            self.generation += 1
+            self._write_meta()
+        else:
+            self._since_meta += 1
+            if self._since_meta >= META_EVERY:
+                self._write_meta()
+
+    def _push_level(self, level: int, entry: tuple[float, float]) -> None:
+        pending = self._pending[level]
+        pending.append(entry)
+        if len(pending) < FANOUT:
+            return
+        block = _extremes(pending)
+        pending.clear()
+        if len(self.levels) <= level:
+            self.levels.append(Stack(self.folder / f"level{level + 1}.bin", LEVEL_ROW))
+            self._pending.append([])
+        self.levels[level].push(block)
+        self._push_level(level + 1, block)
+
+    def _after_train_cut(self) -> None:
+        """Level files and pending entries for the train rows left after a cut."""
+        count = self.train.count
+        for k, stack in enumerate(self.levels, start=1):
+            stack.reset(count // FANOUT ** k)
+        self._refill_pending()
+
+    def _rebuild_levels(self) -> None:
+        """Level files from train.bin, chunk by chunk (each chunk a whole number of top blocks)."""
+        for stack in self.levels:
+            stack.close()
+        self.levels = []
+        for path in sorted(self.folder.glob("level*.bin")):
+            path.unlink()
+        count, lower = self.train.count, None
+        for k in range(1, 64):
+            blocks = count // FANOUT ** k
+            if blocks == 0:
+                break
+            stack = Stack(self.folder / f"level{k}.bin", LEVEL_ROW)
+            source = self.train if lower is None else lower
+            step = _CHUNK - _CHUNK % FANOUT
+            for start in range(0, blocks * FANOUT, step):
+                rows = source.read(start, min(blocks * FANOUT, start + step)).reshape(-1, FANOUT)
+                out = np.empty(len(rows), LEVEL_ROW)
+                out["lo"], out["hi"] = np.fmin.reduce(rows["lo"], axis=1), np.fmax.reduce(rows["hi"], axis=1)
+                stack.fh.write(out.tobytes())
+            stack.count = blocks
+            self.levels.append(stack)
+            lower = stack
+        self._refill_pending()
+
+    def _refill_pending(self) -> None:
+        stacks = [self.train, *self.levels]
+        self._pending = []
+        for stack in stacks:
+            full = stack.count - stack.count % FANOUT
+            rows = stack.read(full, stack.count)
+            self._pending.append(list(zip(rows["lo"].tolist(), rows["hi"].tolist(), strict=True)))
+        while self.levels and self.levels[-1].count == 0:  # a cut emptied the top level
+            self.levels.pop().close()
+            self._pending.pop()
+
+    def _write_meta(self) -> None:
+        meta = {"version": VERSION, "fanout": FANOUT, "indexed": self.indexed, "head": self._head(self.indexed)
+                if self.source.exists() else 0, "train": self.train.count, "val": self.val.count,
+                "train_crc": self.train.crc, "val_crc": self.val.crc}
+        for stack in (self.train, self.val):
+            stack.fh.flush()
+        tmp = self.folder / "meta.json.tmp"
+        tmp.write_text(json.dumps(meta))
+        os.replace(tmp, self.folder / "meta.json")
+        self._since_meta = 0
+
+    # ---- reading ----------------------------------------------------------------------------
+    def view(self) -> View:
+        with self._lock:
+            for stack in (self.train, self.val, *self.levels):
+                stack.fh.flush()
+            return View(self.folder, self.source, self.train.count, self.val.count,
+                        tuple(s.count for s in self.levels), self.generation)
+
+    def close(self) -> None:
+        with self._lock:
+            self._write_meta()
+            for stack in (self.train, self.val, *self.levels):
+                stack.close()
