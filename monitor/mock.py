@@ -122,6 +122,7 @@ class MockTrainer:
                 "timestamp": time.time(), "is_paused": self.paused, "max_iterations": self.max_iterations,
                 "state": "paused" if self.paused else "validating" if validating else "training",
                 "activity": mock_activity(it), "skipped_steps": self.skipped_steps, "rollbacks": self.rollbacks,
+                "loss_min": loss * 0.9, "loss_max": loss * 1.1,
             }
 
     def diverge(self, skipped: int, rollback: bool = False) -> None:
