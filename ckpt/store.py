@@ -149,7 +149,7 @@ def load_checkpoint(
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch reports damage with UnpicklingError, RuntimeError, EOFError, ...
-        refused = _refusal(path, exc)
+        refused = _refusal(path, exc, map_location)
         if not allow_unsafe or not isinstance(refused, UnsafeCheckpointError):
             raise refused from None
         warnings.warn(f"loading {path} with full unpickling (allow_unsafe=True)", stacklevel=2)
@@ -159,8 +159,11 @@ def load_checkpoint(
     return state
 
 
-def _refusal(path: Path, exc: Exception) -> CheckpointError:
-    """Why torch could not load `path` safely, in one line of our own words."""
+def _refusal(path: Path, exc: Exception, map_location: Any) -> CheckpointError:
+    """Why torch could not load `path`, in one line of our own words: its real cause. Only a file
+    that pickles other objects than tensors and plain containers is "unsafe"."""
+    import pickle
+
     if path.stat().st_size == 0:
         return CheckpointError(f"checkpoint {path} is empty (0 bytes): not a checkpoint")
     try:
@@ -170,8 +173,15 @@ def _refusal(path: Path, exc: Exception) -> CheckpointError:
                                      "would run code from the file (not a checkpoint of this project?)")
     except CheckpointError as damage:
         return CheckpointError(f"checkpoint {path} is corrupt or not a checkpoint: {_one_line(damage)}")
-    return UnsafeCheckpointError(f"checkpoint {path} holds objects that torch's safe loader refuses "
-                                 f"({type(exc).__name__}); it was not loaded")
+    if isinstance(exc, OSError):
+        return CheckpointError(f"cannot read checkpoint {path}: {_reason(exc)}")
+    if isinstance(exc, pickle.UnpicklingError):  # torch's weights-only unpickler said no
+        return UnsafeCheckpointError(f"checkpoint {path} holds objects that torch's safe loader refuses "
+                                     f"({_one_line(exc)}); it was not loaded")
+    if "deserialize object on" in str(exc):  # e.g. saved on a GPU, loaded on a CPU box with map_location=None
+        return CheckpointError(f"checkpoint {path} cannot be placed on map_location={map_location!r} here: "
+                               f"{_one_line(exc).split('. ')[0]}; map_location='cpu' (the default) always works")
+    return CheckpointError(f"checkpoint {path} could not be loaded: {type(exc).__name__}: {_one_line(exc)}")
 
 
 def _one_line(exc: Exception) -> str:
@@ -215,6 +225,7 @@ def read_metadata(path: str | os.PathLike[str]) -> dict:
         "model_kwargs": obj.get("model_kwargs"),
         "config": obj.get("config"),
         "metrics": _plain_metrics(path, obj.get("metrics")),
+        "init_from": obj.get("init_from") if isinstance(obj.get("init_from"), dict) else None,
         "keys": sorted(str(key) for key in obj),
     }
 

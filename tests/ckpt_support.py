@@ -48,3 +48,13 @@ def write_original(path: Path, step: int, quality: float, loss: float, **torch_s
     }
     torch.save(state, path, **torch_save_kwargs)
     return path
+
+
+def save_as_if_on_cuda(path: Path, state: dict, monkeypatch) -> Path:
+    """`save_checkpoint`, with every storage tagged as torch tags CUDA ones ("cuda:0"): the file a
+    GPU box writes, made on any machine."""
+    import torch.serialization
+
+    with monkeypatch.context() as patch:
+        patch.setattr(torch.serialization, "location_tag", lambda _storage: "cuda:0")
+        return save_checkpoint(path, state)

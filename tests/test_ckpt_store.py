@@ -23,7 +23,7 @@ from ckpt import (
     read_metadata,
     save_checkpoint,
 )
-from tests.ckpt_support import make_state, save, write_original
+from tests.ckpt_support import make_state, save, save_as_if_on_cuda, write_original
 
 
 def test_saved_checkpoint_round_trips_every_part(tmp_path):
@@ -136,6 +136,43 @@ def test_a_corrupt_or_foreign_file_gets_one_line_of_ours_and_no_advice_to_load_i
     assert "\n" not in message and str(path) in message
     assert "weights_only" not in message and "will likely succeed" not in message
     assert caught.value.__cause__ is None and caught.value.__suppress_context__
+
+
+def test_a_checkpoint_written_on_a_gpu_box_loads_on_a_cpu_box(tmp_path, monkeypatch):
+    path = save_as_if_on_cuda(tmp_path / checkpoint_name(3), make_state(3), monkeypatch)
+    with zipfile.ZipFile(path) as archive:
+        assert b"cuda:0" in archive.read(next(n for n in archive.namelist() if n.endswith("/data.pkl")))
+    state = load_checkpoint(path)  # map_location="cpu", the default
+    assert state["model_state_dict"]["w"].device.type == "cpu"
+    assert torch.equal(state["model_state_dict"]["w"], make_state(3)["model_state_dict"]["w"])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_gpu_checkpoint_kept_on_cuda_on_a_cpu_box_names_the_device_not_unsafety(tmp_path, monkeypatch):
+    path = save_as_if_on_cuda(tmp_path / checkpoint_name(3), make_state(3), monkeypatch)
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(path, map_location=None)
+    assert not isinstance(caught.value, UnsafeCheckpointError)
+    assert "CUDA device" in str(caught.value) and "map_location='cpu' (the default) always works" in str(caught.value)
+    assert "\n" not in str(caught.value) and "refuses" not in str(caught.value)
+
+
+@pytest.mark.parametrize(("raised", "cause"), [
+    (OSError(errno.EIO, "Input/output error"), "cannot read checkpoint .*: Input/output error \\(errno 5\\)"),
+    (RuntimeError("PytorchStreamReader failed reading zip archive"),
+     "could not be loaded: RuntimeError: PytorchStreamReader failed reading zip archive"),
+    (pickle.UnpicklingError("Weights only load failed"), "objects that torch's safe loader refuses"),
+], ids=["read error", "other torch error", "safe loader refusal"])
+def test_each_load_failure_of_a_well_formed_file_names_its_own_cause(tmp_path, monkeypatch, raised, cause):
+    path = save(tmp_path, 3)
+
+    def failing(*_args, **_kwargs):
+        raise raised
+
+    monkeypatch.setattr(torch, "load", failing)
+    with pytest.raises(CheckpointError, match=cause) as caught:
+        load_checkpoint(path)
+    assert isinstance(caught.value, UnsafeCheckpointError) == isinstance(raised, pickle.UnpicklingError)
 
 
 def test_file_that_is_not_a_dict_is_not_a_checkpoint(tmp_path):

@@ -9,7 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from ckpt import save_checkpoint
+from ckpt import load_checkpoint, save_checkpoint
+from tests.ckpt_support import save_as_if_on_cuda
 from tests.upscale_support import BVPP, VSRPP
 from tests.upscale_support import checkpoint as _checkpoint
 from trainer.upscale import (
@@ -41,6 +42,17 @@ def test_a_frame_folder_is_upscaled_into_pngs_with_the_same_names(tmp_path):
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert written == ["f000.png", "f001.png", "f002.png", "f003.png"]
     assert Image.open(tmp_path / "out" / "f001.png").size == (36, 30)
+
+
+def test_a_checkpoint_trained_on_a_gpu_box_upscales_on_a_cpu_box(tmp_path, monkeypatch):
+    made = _checkpoint(tmp_path / "m.pth", "vsrpp", VSRPP)
+    on_gpu = save_as_if_on_cuda(tmp_path / "gpu.pth", load_checkpoint(made), monkeypatch)  # CUDA-tagged storages
+    src = _frames(tmp_path / "in", n=3)
+    for model, out in ((made, "cpu-made"), (on_gpu, "gpu-made")):
+        assert main(["--checkpoint", str(model), "--input", str(src), "--output", str(tmp_path / out),
+                     "--device", "cpu"]) == 0
+    for made_here in sorted((tmp_path / "cpu-made").iterdir()):
+        assert made_here.read_bytes() == (tmp_path / "gpu-made" / made_here.name).read_bytes()
 
 
 def test_sliding_windows_repeat_edge_frames_and_tiles_match_the_whole_frame_pass(tmp_path):
