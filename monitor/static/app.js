@@ -1,8 +1,10 @@
-// VSR++ dashboard: one WebSocket (/ws) feeds everything; actions go to POST /api/action.
+// VSR++ dashboard: one WebSocket (/ws) feeds the live runs; actions go to POST /api/action.
+// Past runs come from the monitor's store: runs.js (the list), history.js (chart data),
+// validation.js (one validation's image and metrics); charts.js draws.
 // Every string from a trainer is put on the page with textContent, never innerHTML.
 (() => {
   "use strict";
-  const $ = (id) => document.getElementById(id);
+  const { $, num, pct, fixed, sci, clock, text, cell, getJSON } = window.VsrFormat;
   const MAX_EVENTS = 200;
   // event kinds shown in red (docs/protocol.md lists every kind)
   const ALERT_KINDS = new Set(["error", "nan_skipped", "diverged", "recovered", "checkpoint_refused"]);
@@ -18,21 +20,30 @@
   const token = () => sessionStorage.getItem("vsrpp-token");
 
   // ---- model -------------------------------------------------------------------
-  // picked: the run the user chose (sticky); shown: the run followed automatically,
-  // which moves to another run only when it goes offline.
-  const model = { runs: {}, picked: null, shown: null };
-  const selectedName = () => (model.runs[model.picked] ? model.picked : model.runs[model.shown] ? model.shown : null);
+  // runs: the live runs from the WebSocket, keyed by run id. picked: the run the user chose
+  // (sticky, live or past); shown: the run followed automatically, which moves to another run
+  // only when it goes offline; without live runs, the newest stored one.
+  const model = { runs: {}, picked: null, shown: null, stored: {} };
+  const runList = () => runs.all(model.runs);
+  const summary = (id) => runList().find((r) => r.id === id) || null;
+  const known = (id) => id != null && (!!model.runs[id] || !!summary(id));
+  function selectedName() {
+    if (known(model.picked)) return model.picked;
+    if (model.runs[model.shown]) return model.shown;
+    const list = runList();
+    return known(runs.current()) ? runs.current() : list.length ? list[0].id : null;
+  }
   const selected = () => model.runs[selectedName()] || null;
   function follow(name) {
     const shown = model.runs[model.shown];
     if (!shown || !shown.status.trainer_online || model.shown === name) model.shown = name;
   }
 
-  function emptyRun() {
-    return { status: {}, history: [], validations: [], events: [], validation: null,
-             checkpoints: null, image_version: 0 };
+  function emptyRun() { return { status: {}, events: [], checkpoints: null }; }
+  function runOf(name) {
+    if (!model.runs[name]) { model.runs[name] = emptyRun(); refreshRuns(); }
+    return model.runs[name];
   }
-  function runOf(name) { return (model.runs[name] = model.runs[name] || emptyRun()); }
 
   function applyFrame(msg) {
     const run = runOf(msg.run), d = msg.data;
@@ -40,25 +51,21 @@
     run.status.trainer_online = true;
     if (msg.topic === "status") {
       Object.assign(run.status, d);
-      run.history.push({ iteration: d.iteration, total_loss: d.total_loss, learn_rate: d.learn_rate,
-                         iter_speed: d.iter_speed, gpu_memory: d.gpu_memory });
-      if (run.history.length > 6000) run.history.splice(0, run.history.length - 4000);
+      hist.addStatus(msg.run, d);
     } else if (msg.topic === "event") {
       run.events.push(d);
       if (run.events.length > MAX_EVENTS) run.events.shift();
     } else if (msg.topic === "validation") {
-      run.validation = d;
-      run.validations.push(d);
-      run.image_version = d.image_version || run.image_version;
+      hist.addValidation(msg.run, d);
       run.status.is_validating = false;
     }
   }
 
   function onMessage(msg) {
-    if (msg.type === "snapshot") { model.runs = msg.runs; model.shown = msg.current; }
+    if (msg.type === "snapshot") { model.runs = msg.runs; model.shown = msg.current; hist.stale(); refreshRuns(); }
     else if (msg.type === "frame") applyFrame(msg);
-    else if (msg.type === "run") model.runs[msg.run] = msg.snapshot;
-    else if (msg.type === "online") runOf(msg.run).status.trainer_online = msg.online;
+    else if (msg.type === "run") { model.runs[msg.run] = msg.snapshot; hist.stale(msg.run); }
+    else if (msg.type === "online") { runOf(msg.run).status.trainer_online = msg.online; refreshRuns(); }
     else if (msg.type === "checkpoints") runOf(msg.run).checkpoints = msg.checkpoints;
     schedule(msg.type === "frame" && msg.topic === "status" ? 250 : 0);
   }
@@ -92,15 +99,6 @@
   }
   function say(text, error) { const m = $("action-msg"); m.textContent = text; m.classList.toggle("error", !!error); }
 
-  // ---- formatting ---------------------------------------------------------------
-  const num = (v, f) => (typeof v === "number" && isFinite(v) ? f(v) : "–");
-  const pct = (v) => num(v, (x) => (100 * x).toFixed(1) + "%");
-  const fixed = (n) => (v) => num(v, (x) => x.toFixed(n));
-  const sci = (v) => num(v, (x) => x.toExponential(2));
-  const clock = (ts) => (typeof ts === "number" ? new Date(ts * 1000).toLocaleTimeString() : "");
-  function text(id, value) { const el = $(id); if (el.textContent !== value) el.textContent = value; }
-  function cell(tr, value, cls) { const td = tr.insertCell(); td.textContent = value; if (cls) td.className = cls; return td; }
-
   // ---- rendering -----------------------------------------------------------------
   let timer = null, last = 0;
   function schedule(wait) {
@@ -110,27 +108,67 @@
   }
 
   function render() {
-    const run = selected(), s = (run && run.status) || {};
-    const online = !!s.trainer_online;
-    $("badge-offline").hidden = online;
+    const id = selectedName(), run = selected(), s = run ? run.status : id ? storedStatus(id) : {};
+    const online = !!s.trainer_online, ended = !!id && !online && summary(id)?.ended != null;
+    $("badge-offline").hidden = online || ended;
     $("badge-training").hidden = !(online && s.is_training && !s.is_validating && !s.is_paused);
     $("badge-validating").hidden = !(online && s.is_validating);
     $("badge-paused").hidden = !(online && s.is_paused);
     renderDivergence(s);
-    text("run-name", selectedName() || "waiting for a trainer…");
+    renderTitle(id, online);
     renderCards(s);
     renderActivity(s.activity);
     renderControls(s, online);
-    renderRunSelect();
-    if (!run) return;
-    renderValidation(run);
-    renderCheckpoints(run.checkpoints || []);
-    renderEvents(run.events);
-    renderRuns();
-    charts.update(model, run);
-    const q = "?run=" + encodeURIComponent(selectedName());
+    renderRunSelect(id);
+    runs.render(runList(), id, colourOf);
+    if (!id) return;
+    renderCheckpoints((run || storedRun(id)).checkpoints || []);
+    renderEvents((run || storedRun(id)).events);
+    renderCharts(id);
+    const q = "?run=" + encodeURIComponent(id);
     $("dl-csv").href = "/api/history.csv" + q;
     $("dl-json").href = "/api/history.json" + q;
+  }
+
+  // A stored run's cards: its summary and its last history point.
+  function storedStatus(id) {
+    const r = summary(id) || {}, pts = hist.points(id), p = pts.length ? pts[pts.length - 1] : {};
+    return { iteration: r.iteration ?? p.iteration, max_iterations: r.max_iterations, best_score: r.best_score,
+             total_loss: p.total_loss, learn_rate: p.learn_rate, iter_speed: p.iter_speed, gpu_memory: p.gpu_memory };
+  }
+
+  function renderTitle(id, online) {
+    const r = id ? summary(id) : null;
+    text("run-name", id ? (r ? r.name : id) : "waiting for a trainer…");
+    text("run-state", r && !online ? r.state : "");
+    $("run-state").hidden = !r || online;
+    text("run-origin", r && r.init_from ? "fine-tuned from " + r.init_from : "");
+  }
+
+  // ---- charts: the selected run first, then every ticked one ------------------------------
+  const nameOf = (id) => (summary(id) || { name: id }).name;
+  const isLive = (id) => !!(model.runs[id] && model.runs[id].status.trainer_online);
+  function drawnIds(id) { return [id, ...runs.ticked().filter((t) => t !== id && known(t))]; }
+  function colourOf(id) { const k = drawnIds(selectedName()).indexOf(id); return k < 0 ? null : charts.colour(k); }
+
+  function renderCharts(id) {
+    const ids = drawnIds(id);
+    for (const rid of ids) hist.want(rid, isLive(rid));
+    if (!ids.includes(viewer.run())) viewer.follow(id);
+    const list = ids.map((rid, k) => ({ id: rid, name: nameOf(rid), colour: charts.colour(k),
+                                        points: hist.points(rid), validations: hist.validations(rid) }));
+    charts.update({ runs: list, zoom: hist.zoom(), marker: viewer.iteration() ?? null });
+    viewer.render(hist.validations(viewer.run()), nameOf(viewer.run()), id);
+  }
+
+  // A stored run's events (fetched once when it is shown) and checkpoints (the Refresh button);
+  // live runs get theirs on the WebSocket.
+  function storedRun(id) {
+    if (!model.stored[id]) {
+      const r = model.stored[id] = { events: [], checkpoints: null };
+      getJSON("/api/events", { run: id }).then((b) => { r.events = b.events || []; schedule(0); }).catch(() => {});
+    }
+    return model.stored[id];
   }
 
   function renderCards(s) {
@@ -184,29 +222,13 @@
     for (const b of document.querySelectorAll(".controls .btn")) b.disabled = !online;
   }
 
-  function renderRunSelect() {
-    const sel = $("run-select"), names = Object.keys(model.runs);
-    if (sel.options.length !== names.length || names.some((n, i) => sel.options[i].value !== n)) {
-      sel.replaceChildren(...names.map((n) => { const o = document.createElement("option"); o.value = n; o.textContent = n; return o; }));
+  function renderRunSelect(id) {
+    const sel = $("run-select"), list = runList();
+    if (sel.options.length !== list.length || list.some((r, i) => sel.options[i].value !== r.id)) {
+      sel.replaceChildren(...list.map((r) => { const o = document.createElement("option"); o.value = r.id; o.textContent = r.name; return o; }));
     }
-    sel.value = selectedName() || "";
-    sel.parentElement.hidden = names.length < 2;
-  }
-
-  function renderValidation(run) {
-    const v = run.validation, body = $("val-table").tBodies[0];
-    text("val-iter", v ? "iteration " + v.iteration : "none yet");
-    text("val-space", v && v.metric_space === "y" ? "PSNR/SSIM on Y" : "PSNR/SSIM on RGB");
-    $("val-space").hidden = !v;
-    const rows = v ? [["Model", v.psnr, v.ssim, v.quality], ["Bilinear", v.baseline_psnr, v.baseline_ssim, v.baseline_quality]] : [];
-    body.replaceChildren();
-    for (const [name, p, ss, q] of rows) {
-      const tr = body.insertRow();
-      cell(tr, name); cell(tr, num(p, (x) => x.toFixed(2) + " dB")); cell(tr, fixed(4)(ss)); cell(tr, pct(q));
-    }
-    const img = $("val-image"), src = "/api/validation.png?run=" + encodeURIComponent(selectedName()) + "&v=" + run.image_version;
-    if (run.image_version && img.dataset.src !== src) { img.dataset.src = src; img.src = src; }
-    img.hidden = !run.image_version;
+    sel.value = id || "";
+    sel.parentElement.hidden = list.length < 2;
   }
 
   function renderCheckpoints(list) {
@@ -234,31 +256,34 @@
     }));
   }
 
-  function renderRuns() {
-    const body = $("runs-table").tBodies[0];
-    body.replaceChildren();
-    for (const [name, r] of Object.entries(model.runs)) {
-      const s = r.status || {}, tr = body.insertRow();
-      tr.className = name === selectedName() ? "current" : "";
-      cell(tr, name, "name");
-      const st = cell(tr, s.trainer_online ? (s.is_paused ? "paused" : s.is_validating ? "validating" : "online") : "offline");
-      const dot = document.createElement("span"); dot.className = "dot" + (s.trainer_online ? " on" : ""); st.prepend(dot);
-      cell(tr, (s.iteration || 0).toLocaleString()); cell(tr, fixed(4)(s.total_loss)); cell(tr, pct(s.best_score));
-      tr.onclick = () => choose(name);
-    }
+  function choose(id) {
+    model.picked = id;
+    hist.setZoom(null, []);
+    charts.reset();
+    viewer.follow(id);
   }
-
-  function choose(name) { model.picked = name; charts.reset(); schedule(0); }
 
   // ---- wiring ---------------------------------------------------------------------
   for (const b of document.querySelectorAll(".controls .btn")) b.addEventListener("click", () => act(b.dataset.command));
   $("run-select").addEventListener("change", (e) => choose(e.target.value));
-  for (const id of ["smooth", "overlay", "val-metric"]) $(id).addEventListener("input", () => { charts.reset(); schedule(0); });
+  for (const id of ["smooth", "val-metric"]) $(id).addEventListener("input", () => schedule(0));
   $("btn-ckpt").addEventListener("click", async () => {
-    const res = await fetch("/api/checkpoints?run=" + encodeURIComponent(selectedName() || ""));
-    if (res.ok) { const b = await res.json(); if (b.run) runOf(b.run).checkpoints = b.checkpoints; schedule(0); }
+    const id = selectedName();
+    const res = await fetch("/api/checkpoints?run=" + encodeURIComponent(id || ""));
+    if (res.ok && id) { (model.runs[id] || storedRun(id)).checkpoints = (await res.json()).checkpoints; schedule(0); }
   });
-  const charts = window.VsrCharts($);
+  let runsTimer = null;
+  function refreshRuns() {
+    clearTimeout(runsTimer);
+    runsTimer = setTimeout(() => runs.refresh().then(() => schedule(0)), 200);
+  }
+  const charts = window.VsrCharts($, { onZoom: (range) => hist.setZoom(range, drawnIds(selectedName())),
+                                      onPick: (id, iteration) => viewer.pick(id, iteration) });
+  const hist = window.VsrHistory(() => schedule(0));
+  const runs = window.VsrRuns({ onSelect: choose, onTick: () => schedule(0) });
+  const viewer = window.VsrValidation({ onChange: () => schedule(0) });
+  setInterval(refreshRuns, 5000);
+  refreshRuns();
   connect();
   render();
 })();

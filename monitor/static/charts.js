@@ -1,10 +1,20 @@
-// Live charts with the vendored uPlot: loss (log, smoothed, optional overlay of all runs),
-// validation against the bilinear baseline, learning rate, iterations/s.
-window.VsrCharts = ($) => {
+// Charts with the vendored uPlot. Every chart draws the selected run; the loss and validation
+// charts also draw each ticked run, one colour per run, named in the legend.
+// - loss (log): each point's loss_min..loss_max as a band, so a one-step spike never thins away;
+// - validation: model (and, for one run, bilinear); a click on a point shows that validation;
+// - learning rate, iterations/s.
+// Dragging across a history chart (loss, LR, it/s) zooms all three and asks for finer points
+// (onZoom); a double click zooms out again.
+window.VsrCharts = ($, handlers) => {
   "use strict";
-  const COLORS = ["#5b9dff", "#2ecc71", "#f39c12", "#e056fd", "#00cec9", "#ff7675"];
+  const { onZoom, onPick } = handlers;
+  const COLOURS = ["#5b9dff", "#2ecc71", "#f39c12", "#e056fd", "#00cec9", "#ff7675"];
   const AXIS = { stroke: "#8b93a7", grid: { stroke: "#2a2f3e", width: 1 }, ticks: { stroke: "#2a2f3e" } };
-  const made = {};
+  const PICK_RADIUS = 30;  // px from a validation point that still picks it
+  const made = {};         // chart element id -> { sig, plot, runs: run id per series }
+  let zoom = null;         // {from, to}: the history charts' x range; null: the whole run
+  let marker = null;       // the iteration of the validation on show
+  let quiet = false;       // scale changes we make ourselves are not the user zooming
 
   // y labels: exponents for tiny values, else as many decimals as the tick step needs
   function yTicks(u, splits) {
@@ -17,76 +27,165 @@ window.VsrCharts = ($) => {
   const YAXIS = { ...AXIS, size: 56, values: yTicks };
   const positive = (v) => (typeof v === "number" && v > 0 ? v : null);
   const finite = (v) => (typeof v === "number" && isFinite(v) ? v : null);
-
-  function sortedBy(points) {
-    for (let i = 1; i < points.length; i++) {
-      if (points[i].iteration < points[i - 1].iteration) return [...points].sort((a, b) => a.iteration - b.iteration);
-    }
-    return points;
-  }
+  const fade = (hex, alpha) => hex + Math.round(alpha * 255).toString(16).padStart(2, "0");
+  const colour = (k) => COLOURS[k % COLOURS.length];
 
   function ema(values, alpha) {
     let acc = null;
     return values.map((v) => (v == null ? acc : (acc = acc == null ? v : alpha * acc + (1 - alpha) * v)));
   }
 
-  function lossData(model, run) {
-    const alpha = Number($("smooth").value);
-    if ($("overlay").checked) {
-      const names = Object.keys(model.runs);
-      const tables = names.map((n) => {
-        const pts = sortedBy(model.runs[n].history || []);
-        return [pts.map((p) => p.iteration), ema(pts.map((p) => positive(p.total_loss)), alpha)];
-      });
-      return { labels: names, data: tables.length ? uPlot.join(tables) : [[]] };
+  function line(label, stroke, extra = {}) { return { label, stroke, width: 2, spanGaps: true, ...extra }; }
+
+  // One spec: series (after x), the run each series belongs to, bands, and the data they share.
+  function spec(tables, series, runs, bands = []) {
+    const data = tables.length > 1 ? uPlot.join(tables) : tables[0] || [[]];
+    return { series, runs, bands, data, sig: JSON.stringify(series.map((s) => [s.label, s.stroke])) };
+  }
+
+  function lossSpec(view) {
+    const alpha = Number($("smooth").value), single = view.runs.length === 1;
+    const tables = [], series = [], runs = [], bands = [];
+    for (const r of view.runs) {
+      const pts = r.points, raw = pts.map((p) => positive(p.total_loss)), columns = [];
+      const add = (s, values) => { series.push(s); runs.push(r.id); columns.push(values); return series.length; };
+      if (single) add(line("loss", fade(r.colour, 0.35), { width: 1 }), raw);
+      add(line(single ? "smoothed" : r.name, r.colour), ema(raw, alpha));
+      const edge = (label) => line(label, fade(r.colour, 0.3), { width: 1, legend: single, points: { show: false } });
+      const hi = add(edge("max"), pts.map((p) => positive(p.loss_max ?? p.total_loss)));
+      const lo = add(edge("min"), pts.map((p) => positive(p.loss_min ?? p.total_loss)));
+      bands.push({ series: [hi, lo], fill: fade(r.colour, 0.16) });
+      tables.push([pts.map((p) => p.iteration), ...columns]);
     }
-    const pts = sortedBy(run.history || []);
-    const raw = pts.map((p) => positive(p.total_loss));
-    return { labels: ["loss", "smoothed"], data: [pts.map((p) => p.iteration), raw, ema(raw, alpha)] };
+    return spec(tables, series, runs, bands);
   }
 
-  function validationData(run) {
-    const key = $("val-metric").value, pts = sortedBy(run.validations || []);
-    return { labels: ["model", "bilinear"],
-             data: [pts.map((p) => p.iteration), pts.map((p) => finite(p[key])), pts.map((p) => finite(p["baseline_" + key]))] };
+  function validationSpec(view) {
+    const key = $("val-metric").value, single = view.runs.length === 1;
+    const tables = [], series = [], runs = [], dot = { show: true, size: 7 };
+    for (const r of view.runs) {
+      const pts = r.validations, columns = [pts.map((p) => finite(p[key]))];
+      series.push(line(single ? "model" : r.name, r.colour, { points: dot }));
+      runs.push(r.id);
+      if (single) {
+        series.push(line("bilinear", "#8b93a7", { width: 1, dash: [4, 4], points: dot }));
+        runs.push(r.id);
+        columns.push(pts.map((p) => finite(p["baseline_" + key])));
+      }
+      tables.push([pts.map((p) => p.iteration), ...columns]);
+    }
+    return spec(tables, series, runs);
   }
 
-  function seriesData(run, key, label) {
-    const pts = sortedBy(run.history || []);
-    return { labels: [label], data: [pts.map((p) => p.iteration), pts.map((p) => finite(p[key]))] };
+  function selectedSpec(view, key, label) {
+    const r = view.runs[0], pts = r ? r.points : [];
+    return spec([[pts.map((p) => p.iteration), pts.map((p) => finite(p[key]))]], [line(label, colour(0))], [r && r.id]);
   }
 
-  function options(el, labels, { log = false, faintFirst = false } = {}) {
-    const series = [{ label: "iteration" }, ...labels.map((label, i) => ({
-      label, spanGaps: true, width: faintFirst && i === 0 ? 1 : 2,
-      stroke: !faintFirst ? COLORS[i % COLORS.length] : i === 0 ? "rgba(91,157,255,0.3)" : COLORS[(i - 1) % COLORS.length],
-    }))];
+  // ---- zoom: reported when the user changes a history chart's x range ---------------------
+  function rangeOf(u) {
+    const xs = u.data[0];
+    if (!xs || xs.length < 2) return null;
+    const { min, max } = u.scales.x, first = xs[0], last = xs[xs.length - 1];
+    if (min <= first + 0.5 && max >= last - 0.5) return null;
+    return { from: Math.max(first, Math.floor(min)), to: Math.min(last, Math.ceil(max)) };
+  }
+  const same = (a, b) => (a === b) || (!!a && !!b && a.from === b.from && a.to === b.to);
+
+  function reportZoom(u) {
+    if (quiet) return;
+    const range = rangeOf(u);
+    if (same(range, zoom)) return;
+    zoom = range;
+    onZoom(range);
+  }
+
+  function applyZoom(u) {
+    const xs = u.data[0];
+    if (!xs || xs.length < 2) return;
+    const [lo, hi] = zoom ? [zoom.from, zoom.to] : [xs[0], xs[xs.length - 1]];
+    if (hi > lo && Math.abs(u.scales.x.min - lo) > 0.5 || Math.abs(u.scales.x.max - hi) > 0.5) u.setScale("x", { min: lo, max: hi });
+  }
+
+  // Our own setData/setScale take effect in uPlot's next microtask; ours runs after it.
+  function quietly(fn) {
+    quiet = true;
+    try { fn(); } finally { queueMicrotask(() => { quiet = false; }); }
+  }
+
+  // ---- validation chart: a click picks the nearest point, a dashed line marks the one on show ------
+  function pickAt(u, runs) {
+    const { left, top } = u.cursor;
+    if (left == null || left < 0) return;
+    let best = null;
+    for (let s = 1; s < u.series.length; s++) {
+      u.data[s].forEach((y, j) => {
+        if (y == null) return;
+        const dx = u.valToPos(u.data[0][j], "x") - left, dy = u.valToPos(y, "y") - top, d = Math.hypot(dx, dy);
+        if (!best || d < best.d) best = { d, run: runs[s - 1], iteration: u.data[0][j] };
+      });
+    }
+    if (best && best.d <= PICK_RADIUS) onPick(best.run, best.iteration);
+  }
+
+  function drawMarker(u) {
+    if (marker == null) return;
+    const x = u.valToPos(marker, "x", true), { left, top, width, height } = u.bbox;
+    if (x < left || x > left + width) return;
+    const ctx = u.ctx;
+    ctx.save();
+    ctx.strokeStyle = "rgba(230, 232, 239, 0.55)";
+    ctx.lineWidth = devicePixelRatio;
+    ctx.setLineDash([4 * devicePixelRatio, 4 * devicePixelRatio]);
+    ctx.beginPath(); ctx.moveTo(x, top); ctx.lineTo(x, top + height); ctx.stroke();
+    ctx.restore();
+  }
+
+  // ---- building and updating ----------------------------------------------------------------
+  function options(el, s, { log = false, history = false, pickable = false } = {}) {
     return {
-      width: Math.max(el.clientWidth, 200), height: 200, series, legend: { live: true },
-      cursor: { drag: { x: true, y: false } },
-      scales: { x: { time: false }, y: log ? { distr: 3 } : {} },
-      axes: [AXIS, YAXIS],
+      width: Math.max(el.clientWidth, 200), height: 200, series: [{ label: "iteration" }, ...s.series],
+      bands: s.bands, legend: { live: true }, cursor: { drag: { x: !pickable, y: false } },
+      scales: { x: { time: false }, y: log ? { distr: 3 } : {} }, axes: [AXIS, YAXIS],
+      hooks: { setScale: history ? [(u, key) => { if (key === "x") reportZoom(u); }] : [],
+               draw: pickable ? [drawMarker] : [] },
     };
   }
 
-  function draw(id, spec, opts) {
-    const el = $(id), sig = spec.labels.join("|");
-    const hasPoints = spec.data[0] && spec.data[0].length > 0;
-    let chart = made[id];
-    if (chart && chart.sig !== sig) { chart.plot.destroy(); chart = made[id] = null; }
-    if (!hasPoints && !chart) return;
-    if (!chart) {
-      made[id] = { sig, plot: new uPlot(options(el, spec.labels, opts), spec.data, el) };
-    } else {
-      chart.plot.setData(spec.data);
-    }
+  function hideLegendRows(plot, series) {
+    const rows = plot.root.querySelectorAll(".u-legend .u-series");
+    series.forEach((s, i) => { if (s.legend === false && rows[i + 1]) rows[i + 1].style.display = "none"; });
   }
 
-  function update(model, run) {
-    draw("chart-loss", lossData(model, run), { log: true, faintFirst: !$("overlay").checked });
-    draw("chart-val", validationData(run), {});
-    draw("chart-lr", seriesData(run, "learn_rate", "learning rate"), { log: true });
-    draw("chart-speed", seriesData(run, "iter_speed", "it/s"), {});
+  function create(id, s, opts) {
+    const el = $(id), plot = new uPlot(options(el, s, opts), s.data, el);
+    hideLegendRows(plot, s.series);
+    if (opts.pickable) plot.over.addEventListener("click", () => pickAt(plot, made[id].runs));
+    return plot;
+  }
+
+  function draw(id, s, opts) {
+    let chart = made[id];
+    if (chart && chart.sig !== s.sig) { chart.plot.destroy(); chart = made[id] = null; }
+    if (!(s.data[0] && s.data[0].length) && !chart) return;
+    if (!chart) chart = made[id] = { sig: s.sig, plot: create(id, s, opts) };
+    else chart.plot.setData(s.data, !(opts.history && zoom));
+    chart.runs = s.runs;
+    if (opts.history) applyZoom(chart.plot);
+  }
+
+  // view: { runs: [{id, name, colour, points, validations}] (selected first), zoom, marker }
+  function update(view) {
+    zoom = view.zoom;
+    const redraw = marker !== view.marker;
+    marker = view.marker;
+    quietly(() => {
+      draw("chart-loss", lossSpec(view), { log: true, history: true });
+      draw("chart-val", validationSpec(view), { pickable: true });
+      draw("chart-lr", selectedSpec(view, "learn_rate", "learning rate"), { log: true, history: true });
+      draw("chart-speed", selectedSpec(view, "iter_speed", "it/s"), { history: true });
+    });
+    if (redraw && made["chart-val"]) made["chart-val"].plot.redraw(false);
   }
 
   function reset() {
@@ -100,5 +199,8 @@ window.VsrCharts = ($) => {
       for (const [id, c] of Object.entries(made)) if (c) c.plot.setSize({ width: Math.max($(id).clientWidth, 200), height: 200 });
     }, 100);
   });
-  return { update, reset };
+
+  // for tests and debugging: the uPlot instance behind a chart element
+  const plot = (id) => (made[id] ? made[id].plot : null);
+  return { update, reset, colour, plot };
 };
