@@ -9,7 +9,10 @@ from pathlib import Path
 
 from protocol import DEFAULT_PUB, DEFAULT_REP, LOOPBACK, MONITOR_PORT
 
+from . import runs_cli
 from .config import ConfigError, MonitorConfig, TrainerEndpoints
+from .runs_cli import COMMANDS
+from .store import StoreError, default_path
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -27,6 +30,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--insecure", action="store_true",
                    help="allow serving beyond loopback without a token")
     p.add_argument("--keys", type=Path, help="CURVE key folder (client keys) for the trainer sockets")
+    p.add_argument("--db", default=str(default_path()), metavar="PATH",
+                   help="the SQLite file that keeps every run (default $XDG_DATA_HOME/vsrpp/monitor.sqlite); "
+                        ":memory: keeps nothing")
     p.add_argument("--log-level", default="warning", help="uvicorn log level (default warning)")
     return p.parse_args(argv)
 
@@ -37,7 +43,7 @@ def config_from(args: argparse.Namespace) -> MonitorConfig:
         raise ConfigError(f"give --pub and --rep in pairs: got {len(pubs)} --pub and {len(reps)} --rep")
     trainers = [TrainerEndpoints(pub, rep) for pub, rep in zip(pubs, reps, strict=True)]
     return MonitorConfig(trainers=trainers, host=args.host, port=args.port, token=args.token,
-                         insecure=args.insecure, keys=args.keys)
+                         insecure=args.insecure, keys=args.keys, db=args.db)
 
 
 def serve(config: MonitorConfig, log_level: str = "warning") -> None:
@@ -50,16 +56,20 @@ def serve(config: MonitorConfig, log_level: str = "warning") -> None:
     shown = "localhost" if config.host in (LOOPBACK, "::1") else config.host
     trainers = ", ".join(f"{t.pub} / {t.rep}" for t in config.trainers)
     print(f"Monitor: http://{shown}:{config.port}  (trainer {trainers})", flush=True)
+    print(f"Runs kept in {config.db}", flush=True)
     uvicorn.run(app, host=config.host, port=config.port, log_level=log_level)
 
 
 def main(argv: list[str] | None = None) -> int:
     from protocol import SecurityError
 
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in COMMANDS:
+        return runs_cli.main(argv)
     args = parse_args(argv)
     try:
         serve(config_from(args), args.log_level)
-    except (ConfigError, SecurityError) as exc:
+    except (ConfigError, SecurityError, StoreError) as exc:
         print(f"monitor: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import functools
 import io
@@ -14,15 +15,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from protocol import HISTORY_FIELDS, SIMPLE_ACTIONS, json_safe
+from protocol.schemas import HISTORY_POINTS
 
 from . import metrics
 from .bridge import Bridge
 from .config import MonitorConfig
 from .hub import Hub
 from .link import BadReply, TrainerUnavailable
+from .recorder import runs_listing
 from .run import RunState
 from .security import BodyTooLarge, is_json, read_body, same_origin, token_ok
 from .state import MonitorState
+from .store import Store
 
 ACTIONS = SIMPLE_ACTIONS  # the dashboard's buttons: actions without arguments
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -36,6 +40,7 @@ class Monitor:
     state: MonitorState
     hub: Hub
     bridge: Bridge
+    store: Store
 
 
 def monitor_of(request: Request) -> Monitor:
@@ -81,31 +86,62 @@ async def action(request: Request) -> JSONResponse:
     return JSONResponse({"ok": True, "command": command, **extra})
 
 
-def per_run(handler: Callable[[Request, RunState], Awaitable[Response]]) -> Endpoint:
-    """Resolve ?run= (default: the current run) or answer 404."""
+@dataclass
+class Target:
+    """The run a per-run request is about: its id and name, and its live state when the monitor follows it."""
+
+    id: str
+    name: str
+    live: RunState | None
+
+
+def per_run(handler: Callable[[Request, Target], Awaitable[Response]]) -> Endpoint:
+    """Resolve ?run= (an id or a display name; default: the current run), live or stored, or answer 404."""
 
     @functools.wraps(handler)
     async def endpoint(request: Request) -> Response:
-        run = monitor_of(request).state.run(request.query_params.get("run"))
-        if run is None:
-            return fail(404, "no such run (yet): no frame from it has arrived")
-        return await handler(request, run)
+        m, asked = monitor_of(request), request.query_params.get("run")
+        run = m.state.run(asked)
+        if run is not None:
+            return await handler(request, Target(run.name, run.display, run))
+        row = await asyncio.to_thread(m.store.run, asked) if asked else None
+        if row is None:
+            return fail(404, "no such run: the monitor has neither stored it nor heard from it")
+        return await handler(request, Target(row["id"], row["name"], None))
 
     return endpoint
 
 
-@per_run
-async def history_json(request: Request, run: RunState) -> JSONResponse:
-    return JSONResponse({"run": run.name, "history": run.history.points(),
-                         "validations": run.validations.points()})
+def int_param(request: Request, key: str, default: int | None) -> int | None:
+    """?key=N as an int (ValueError with a one-line reason when it is not one)."""
+    text = request.query_params.get(key)
+    if text is None or text == "":
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"?{key}= must be an integer, got {text!r}") from None
 
 
 @per_run
-async def history_csv(request: Request, run: RunState) -> Response:
+async def history_json(request: Request, run: Target) -> JSONResponse:
+    """The run's history from the store, the same shape as the trainer's `history` reply."""
+    try:
+        points = int_param(request, "points", HISTORY_POINTS) or HISTORY_POINTS
+        first, last = int_param(request, "from", None), int_param(request, "to", None)
+    except ValueError as exc:
+        return fail(400, str(exc))
+    body = await asyncio.to_thread(monitor_of(request).store.history, run.id, points, first, last)
+    return JSONResponse({"run": run.name, "run_id": run.id, **body})
+
+
+@per_run
+async def history_csv(request: Request, run: Target) -> Response:
+    body = await asyncio.to_thread(monitor_of(request).store.history, run.id, 10**9)
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=HISTORY_FIELDS, extrasaction="ignore")
     writer.writeheader()
-    writer.writerows(run.history.points())
+    writer.writerows(body["history"])
     filename = re.sub(r"[^A-Za-z0-9_.-]", "_", run.name)[:80] or "run"
     headers = {"content-disposition": f'attachment; filename="{filename}-history.csv"'}
     return Response(out.getvalue(), media_type="text/csv; charset=utf-8", headers=headers)
@@ -130,27 +166,48 @@ async def checkpoints(request: Request) -> JSONResponse:
 
 
 async def runs(request: Request) -> JSONResponse:
-    state = monitor_of(request).state
-    return JSONResponse({"current": state.current, "runs": state.runs_summary()})
+    """Every run, stored or live, newest first (GET /api/runs)."""
+    m = monitor_of(request)
+    listing = await asyncio.to_thread(runs_listing, m.store, m.state)
+    return JSONResponse({"current": m.state.current, "runs": listing})
 
 
 @per_run
-async def events(request: Request, run: RunState) -> JSONResponse:
-    return JSONResponse({"run": run.name, "events": list(run.events)})
+async def events(request: Request, run: Target) -> JSONResponse:
+    if run.live is not None:
+        return JSONResponse({"run": run.id, "events": list(run.live.events)})
+    return JSONResponse({"run": run.id, "events": await asyncio.to_thread(monitor_of(request).store.events, run.id)})
 
 
 @per_run
-async def validation(request: Request, run: RunState) -> JSONResponse:
-    if run.validation is None:
-        return fail(404, f"run {run.name!r} has not validated yet")
-    return JSONResponse({"run": run.name, **run.validation})
+async def validation(request: Request, run: Target) -> JSONResponse:
+    """A validation's metrics: ?iteration=I from the store, else the latest (live, else stored)."""
+    try:
+        iteration = int_param(request, "iteration", None)
+    except ValueError as exc:
+        return fail(400, str(exc))
+    if iteration is None and run.live is not None and run.live.validation is not None:
+        return JSONResponse({"run": run.name, "run_id": run.id, **run.live.validation})
+    found = await asyncio.to_thread(monitor_of(request).store.validation, run.id, iteration)
+    if found is None:
+        return fail(404, f"run {run.name!r} has no validation{'' if iteration is None else f' at {iteration}'}")
+    return JSONResponse({"run": run.name, "run_id": run.id, **found})
 
 
 @per_run
-async def validation_image(request: Request, run: RunState) -> Response:
-    if run.image is None:
-        return fail(404, f"run {run.name!r} has sent no comparison image yet")
-    return Response(run.image, media_type=run.image_type, headers={"cache-control": "no-store"})
+async def validation_image(request: Request, run: Target) -> Response:
+    """A validation's comparison image: ?iteration=I from the store, else the latest (live, else stored)."""
+    try:
+        iteration = int_param(request, "iteration", None)
+    except ValueError as exc:
+        return fail(400, str(exc))
+    if iteration is None and run.live is not None and run.live.image is not None:
+        return Response(run.live.image, media_type=run.live.image_type, headers={"cache-control": "no-store"})
+    found = await asyncio.to_thread(monitor_of(request).store.image, run.id, iteration)
+    if found is None:
+        return fail(404, f"run {run.name!r} has no comparison image kept"
+                         f"{'' if iteration is None else f' for iteration {iteration}'}")
+    return Response(found[0], media_type=found[1], headers={"cache-control": "no-store"})
 
 
 async def prometheus(request: Request) -> PlainTextResponse:
@@ -161,4 +218,4 @@ async def prometheus(request: Request) -> PlainTextResponse:
 async def healthz(request: Request) -> JSONResponse:
     m = monitor_of(request)
     return JSONResponse({**m.state.health(), "ws_clients": len(m.hub),
-                         "trainers": list(m.bridge.links)})
+                         "trainers": list(m.bridge.links), "store": {"path": m.store.path, "error": m.store.error}})

@@ -22,8 +22,10 @@ from .bridge import Bridge
 from .config import MonitorConfig
 from .hub import Hub, dumps
 from .link import TrainerLink
+from .recorder import Recorder
 from .security import SecurityHeaders, same_origin
 from .state import MonitorState
+from .store import Store
 
 STATIC = Path(__file__).parent / "static"
 
@@ -71,13 +73,10 @@ def build_monitor(config: MonitorConfig, state: MonitorState | None = None) -> a
         TrainerLink(t, security=security, timeout_ms=config.command_timeout_ms)
         for t in config.trainers
     ]
-    state = state or MonitorState(
-        offline_after=config.offline_after_s,
-        recent=config.history_recent,
-        older=config.history_older,
-    )
+    state = state or MonitorState(offline_after=config.offline_after_s, recent=config.history_recent)
     hub = Hub()
-    return api.Monitor(config, state, hub, Bridge(state, hub, links))
+    store = Store(config.db, owner={"port": config.port})  # StoreBusy when another monitor holds the file
+    return api.Monitor(config, state, hub, Bridge(state, hub, links, Recorder(store)), store)
 
 
 def create_app(config: MonitorConfig | None = None, state: MonitorState | None = None) -> Starlette:
@@ -90,6 +89,7 @@ def create_app(config: MonitorConfig | None = None, state: MonitorState | None =
             yield
         finally:
             await monitor.bridge.stop()
+            await asyncio.to_thread(monitor.store.close)
 
     routes = [
         Route("/", index),

@@ -15,17 +15,21 @@ from protocol import json_safe
 
 from .hub import Hub
 from .link import BadReply, TrainerLink, TrainerUnavailable
+from .recorder import Recorder, backfill
 from .state import MonitorState
 
 log = logging.getLogger("monitor")
 SYNC_COMMANDS = ("status", "history", "checkpoints")
+RECORD_EVERY_S = 10.0  # a live run's new stretch of the trainer's record is fetched this often
 
 
 class Bridge:
-    def __init__(self, state: MonitorState, hub: Hub, links: list[TrainerLink], tick_s: float = 0.5):
+    def __init__(self, state: MonitorState, hub: Hub, links: list[TrainerLink], recorder: Recorder,
+                 tick_s: float = 0.5):
         self.state = state
         self.hub = hub
         self.links = {link.key: link for link in links}
+        self.recorder = recorder
         self.tick_s = tick_s
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -61,6 +65,9 @@ class Bridge:
         update = self.state.ingest(topic, payload, source)
         if update is None:
             return
+        run = self.state.runs.get(update.run)
+        if run is not None:
+            self.recorder.frame(run, topic, payload)
         self.hub.publish({"type": "frame", "topic": topic, "run": update.run, "data": update.data})
         if update.needs_sync:
             self._spawn(self.sync(update.run))
@@ -87,6 +94,10 @@ class Bridge:
         self._syncing.add(run)
         try:
             for command in SYNC_COMMANDS:
+                if command == "history":
+                    if await self.fetch_record(run, whole=True) is None:
+                        break
+                    continue
                 reply = await self._quiet(run, command)
                 if reply is None:
                     break  # unreachable: don't queue more timeouts ahead of user actions
@@ -99,6 +110,19 @@ class Bridge:
             snap = known.snapshot(self.state.is_online(run))
             self.hub.publish({"type": "run", "run": run, "snapshot": snap})
 
+    async def fetch_record(self, run: str, *, whole: bool = False) -> int | None:
+        """The trainer's record of `run` into the store: all of it (`whole`: when the monitor meets the run,
+        or its trainer restarted), else what came since the last fetch. The last iteration, or None."""
+        known = self.state.run(run)
+        if known is None:
+            return None
+        first = 0 if whole else known.synced_to + 1
+        last = await backfill(lambda args: self._quiet(run, "history", args), self.recorder.store, run, first,
+                              whole=whole)
+        if last is not None:
+            known.synced_to = max(last, first - 1)
+        return last
+
     async def refresh_checkpoints(self, run: str) -> list[Any] | None:
         reply = await self._quiet(run, "checkpoints")
         if reply is None or not reply.get("ok"):
@@ -109,10 +133,10 @@ class Bridge:
         self.hub.publish({"type": "checkpoints", "run": run, "checkpoints": checkpoints})
         return checkpoints
 
-    async def _quiet(self, run: str, command: str) -> dict[str, Any] | None:
+    async def _quiet(self, run: str, command: str, args: dict[str, Any] | None = None) -> dict[str, Any] | None:
         """The reply, or None (logged) when the trainer cannot be reached."""
         try:
-            return await self.command(run, command)
+            return await self.command(run, command, args)
         except (TrainerUnavailable, BadReply) as exc:
             log.info("sync %s: %s", run, exc)
             return None
@@ -124,9 +148,6 @@ class Bridge:
         try:
             if command == "status" and isinstance(reply.get("status"), dict):
                 known.apply("status", reply["status"])
-            elif command == "history" and isinstance(reply.get("history"), list):
-                validations = reply.get("validations")
-                known.replace_history(reply["history"], validations if isinstance(validations, list) else None)
             elif command == "checkpoints" and isinstance(reply.get("checkpoints"), list):
                 known.checkpoints = json_safe(reply["checkpoints"])
         except (ValueError, TypeError) as exc:
@@ -134,10 +155,22 @@ class Bridge:
 
     # ---- housekeeping ------------------------------------------------------
     async def _watch_online(self) -> None:
+        last_record = asyncio.get_running_loop().time()
         while True:
             await asyncio.sleep(self.tick_s)
             for run, online in self.state.online_changes():
                 self.hub.publish({"type": "online", "run": run, "online": online})
+            if asyncio.get_running_loop().time() - last_record >= RECORD_EVERY_S:
+                last_record = asyncio.get_running_loop().time()
+                for run in [r.name for r in self.state.runs.values() if r.online and r.name not in self._syncing]:
+                    self._spawn(self._record(run))
+
+    async def _record(self, run: str) -> None:
+        self._syncing.add(run)
+        try:
+            await self.fetch_record(run)
+        finally:
+            self._syncing.discard(run)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.get_running_loop().create_task(coro)

@@ -38,8 +38,8 @@ class MonitorConfig:
     command_timeout_ms: int = 2500
     offline_after_s: float = 3.0
     max_body_bytes: int = 16 * 1024
-    history_recent: int = 2000
-    history_older: int = 2000
+    history_recent: int = 2000  # live points kept in memory per run (the whole history is in the store)
+    db: str = ":memory:"  # the SQLite store (`python -m monitor` defaults to store.default_path())
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:

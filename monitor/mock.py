@@ -15,6 +15,8 @@ from PIL import Image, ImageDraw, ImageFilter
 from ckpt.naming import checkpoint_name
 from protocol import HISTORY_FIELDS, SIMPLE_ACTIONS, CommandServer, Publisher, SecurityConfig
 
+from .store import bucketed
+
 
 def quality(psnr: float, ssim: float) -> float:
     return min(max(0.7 * min(max((psnr - 20) / 30, 0.0), 1.0) + 0.3 * ssim, 0.0), 1.0)
@@ -63,7 +65,8 @@ class MockTrainer:
                  rep: str = "tcp://127.0.0.1:*", status_hz: float = 8.0, speed: float = 12.0,
                  max_iterations: int = 100_000, validate_every: int = 0, validate_s: float = 2.0,
                  start_iteration: int = 0, metric_space: str = "rgb", spike_at: int = 0,
-                 security: SecurityConfig | None = None) -> None:
+                 security: SecurityConfig | None = None, run_id: str | None = None,
+                 history: list[dict[str, Any]] | None = None) -> None:
         self.run, self.status_hz, self.speed = run, status_hz, speed
         self.max_iterations, self.validate_every, self.validate_s = max_iterations, validate_every, validate_s
         self.iteration = float(start_iteration)
@@ -75,13 +78,15 @@ class MockTrainer:
         self.spike_at = spike_at  # act out a loss spike (`diverge`) when the run passes this step; 0: never
         self.stopped = threading.Event()
         self._lock = threading.Lock()
-        self._history: deque[dict[str, Any]] = deque(maxlen=500)
+        self.run_id = run_id  # sent in every frame's envelope when set
+        # its record since iteration 0: `history` (a resumed mock is given the record up to its resume step)
+        self._history: list[dict[str, Any]] = [h for h in history or [] if h["iteration"] <= start_iteration]
         self._validations: deque[dict[str, Any]] = deque(maxlen=100)
         self._checkpoints: list[dict[str, Any]] = []
         self._publisher = Publisher(pub, run, security=security)
         self._server = CommandServer(rep, actions=SIMPLE_ACTIONS, security=security, queries={
             "status": lambda a: {"status": self.status()},
-            "history": lambda a: {"history": list(self._history), "validations": list(self._validations)},
+            "history": self._history_reply,
             "checkpoints": lambda a: {"checkpoints": list(self._checkpoints)},
         })
         self.pub_endpoint, self.rep_endpoint = self._publisher.endpoint, self._server.endpoint
@@ -107,6 +112,24 @@ class MockTrainer:
         self.stop()
 
     # ---- what it reports ---------------------------------------------------
+    def records(self) -> list[dict[str, Any]]:
+        """Its whole record, one point a second since iteration 0 (what `history` thins)."""
+        with self._lock:
+            return list(self._history)
+
+    def _history_reply(self, args: dict[str, Any]) -> dict[str, Any]:
+        """`history` as the trainer answers it: at most `points` points over [from, to], every validation
+        in range; the old `limit` arg: the last `limit` points."""
+        records = self.records()
+        end = records[-1]["iteration"] if records else 0
+        first, last = int(args.get("from") or 0), int(args.get("to", end))
+        if args.get("limit") and "points" not in args:
+            return {"history": records[-int(args["limit"]):], "validations": list(self._validations)}
+        points = bucketed(records, int(args.get("points") or 2000), first, last)
+        validations = [v for v in self._validations if first <= v["iteration"] <= last]
+        return {"run": self.run, "run_id": self.run_id, "history": points, "validations": validations,
+                "from": first, "to": last, "last_iteration": end}
+
     def status(self) -> dict[str, Any]:
         with self._lock:
             it = int(self.iteration)
@@ -154,14 +177,18 @@ class MockTrainer:
                 self.spike_at = 0
                 self.diverge(5, rollback=True)
             status = self.status()
-            self._publisher.publish("status", **status)
+            self._publish("status", **status)
             now = time.monotonic()
             if now - last_point >= 1.0:
                 last_point = now
-                self._history.append({k: status[k] for k in HISTORY_FIELDS})
+                with self._lock:
+                    self._history.append({k: status[k] for k in HISTORY_FIELDS if k in status})
             if now - last_beat >= 1.0:
                 last_beat = now
-                self._publisher.publish("heartbeat", state=status["state"], iteration=status["iteration"])
+                self._publish("heartbeat", state=status["state"], iteration=status["iteration"])
+
+    def _publish(self, topic: str, **fields: Any) -> None:
+        self._publisher.publish(topic, **fields, **({"run_id": self.run_id} if self.run_id else {}))
 
     def _advance(self, dt: float) -> None:
         with self._lock:
@@ -205,7 +232,7 @@ class MockTrainer:
         if self.best_score is None or metrics["quality"] > self.best_score:
             self.best_score = metrics["quality"]
             self._save("best")
-        self._publisher.publish("validation", **metrics, image=comparison_png(it), image_format="png")
+        self._publish("validation", **metrics, image=comparison_png(it), image_format="png")
 
     def _save(self, kind: str) -> None:
         it = int(self.iteration)
@@ -217,4 +244,4 @@ class MockTrainer:
                     path=entry["filename"], type=kind, step=it)
 
     def _event(self, kind: str, message: str, **data: Any) -> None:
-        self._publisher.publish("event", kind=kind, message=message, data=data)
+        self._publish("event", kind=kind, message=message, data=data)

@@ -10,8 +10,9 @@ from typing import Any
 
 from protocol import HISTORY_FIELDS, VALIDATION_POINT_FIELDS, json_safe
 
-from .history import History, Point
 from .values import image_type, require_int
+
+Point = dict[str, Any]
 
 STATUS_DEFAULTS: dict[str, Any] = {
     "iteration": 0,
@@ -49,11 +50,14 @@ def pick(payload: dict[str, Any], keys: tuple[str, ...]) -> Point:
 
 @dataclass
 class RunState:
+    """One run as its frames tell it. `name` is its key (the envelope's `run_id`, else its `run`);
+    `display` the name shown. The whole history lives in the store; here only the live stretch."""
+
     name: str
     source: str
     recent: int = 2000
-    older: int = 2000
     max_events: int = 200
+    display: str = ""
     status: dict[str, Any] = field(default_factory=dict)
     validation: dict[str, Any] | None = None
     image: bytes | None = None
@@ -67,9 +71,12 @@ class RunState:
     online: bool = False
     activity: dict[str, float] | None = None  # latest per-layer mean |output| (kept when a frame lacks it)
 
+    synced_to: int = -1  # the trainer's record is in the store up to this iteration
+
     def __post_init__(self) -> None:
-        self.history = History(self.recent, self.older)
-        self.validations = History(self.recent // 4 or 1, max(self.older // 4, 2))
+        self.display = self.display or self.name
+        self.history: deque[Point] = deque(maxlen=self.recent)
+        self.validations: deque[Point] = deque(maxlen=max(self.recent // 4, 1))
         self.events: deque[dict[str, Any]] = deque(maxlen=self.max_events)
 
     def track_seq(self, seq: int) -> bool:
@@ -117,19 +124,13 @@ class RunState:
 
     def public_status(self, online: bool) -> dict[str, Any]:
         return {**STATUS_DEFAULTS, **self.status, "activity": self.activity, "trainer_online": online,
-                "run": self.name}
-
-    def replace_history(self, points: list[Any], validations: list[Any] | None) -> None:
-        """Adopt the trainer's own record, keeping our points newer than its last one."""
-        self.history = _merged(self.history, points, HISTORY_FIELDS)
-        if validations:
-            self.validations = _merged(self.validations, validations, VALIDATION_POINT_FIELDS)
+                "run": self.display, "run_id": self.name}
 
     def snapshot(self, online: bool) -> dict[str, Any]:
         return {
             "status": self.public_status(online),
-            "history": self.history.points(),
-            "validations": self.validations.points(),
+            "history": list(self.history),
+            "validations": list(self.validations),
             "validation": self.validation,
             "events": list(self.events),
             "checkpoints": self.checkpoints,
@@ -138,17 +139,3 @@ class RunState:
             "frames": self.frames,
         }
 
-
-def _merged(old: History, points: list[Any], keys: tuple[str, ...]) -> History:
-    new = History(old.recent_capacity, old.older_capacity)
-    last = None
-    for raw in points:
-        if isinstance(raw, dict) and isinstance(raw.get("iteration"), int):
-            new.append(pick(json_safe(raw), keys))
-            last = raw["iteration"]
-    if last is None:
-        return old
-    for point in old.points():
-        if point.get("iteration", -1) > last:
-            new.append(point)
-    return new

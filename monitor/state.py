@@ -1,4 +1,4 @@
-"""All runs the monitor follows, keyed by run name, plus frame health counters.
+"""All runs the monitor follows, keyed by run id (else run name), plus frame health counters.
 
 Only ever touched from the event loop (the subscriber threads hand frames over
 with `call_soon_threadsafe`), so it needs no locks.
@@ -35,12 +35,11 @@ class MonitorState:
         *,
         offline_after: float = 3.0,
         recent: int = 2000,
-        older: int = 2000,
         max_runs: int = 32,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.offline_after = offline_after
-        self.recent, self.older, self.max_runs = recent, older, max_runs
+        self.recent, self.max_runs = recent, max_runs
         self.clock = clock
         self.runs: dict[str, RunState] = {}
         self.current: str | None = None
@@ -63,9 +62,12 @@ class MonitorState:
     def _ingest(self, topic: str, payload: Any, source: str) -> Update:
         if not isinstance(payload, dict):
             raise ValueError(f"payload must be a map, got {type(payload).__name__}")
-        name = self._key(require_str(payload, "run"), source)
+        display = require_str(payload, "run")
+        run_id = payload.get("run_id")
+        name = run_id if isinstance(run_id, str) and run_id else self._key(display, source)
         seq = require_int(payload, "seq")
         run, is_new = self._run_for(name, source)
+        run.display = display
         was_online = self.is_online(name)
         restarted = run.track_seq(seq)
         data = run.apply(topic, payload)
@@ -93,7 +95,7 @@ class MonitorState:
             return run, False
         if len(self.runs) >= self.max_runs:
             self._forget_oldest()
-        run = RunState(name, source, recent=self.recent, older=self.older)
+        run = RunState(name, source, recent=self.recent)
         self.runs[name] = run
         return run, True
 
@@ -118,8 +120,10 @@ class MonitorState:
         return changes
 
     def run(self, name: str | None = None) -> RunState | None:
-        """The named run, or the most recently heard one."""
-        return self.runs.get(name or self.current or "")
+        """The run of that id (or display name), or the most recently heard one."""
+        key = name or self.current or ""
+        found = self.runs.get(key)
+        return found or next((r for r in reversed(self.runs.values()) if r.display == key), None)
 
     def status(self, name: str | None = None) -> dict[str, Any]:
         run = self.run(name)

@@ -26,6 +26,7 @@ from typing import Any
 
 MEMORY = ":memory:"
 KEEP_IMAGES = 100  # per run, beside every `_best` one
+BLOCK = 64  # iterations summarised per `blocks` row: a long run's history reads these, not every point
 POINT_COLUMNS = ("iteration", "total_loss", "learn_rate", "iter_speed", "gpu_memory", "timestamp",
                  "loss_min", "loss_max")
 RUN_COLUMNS = ("id", "name", "host", "run_dir", "state", "iteration", "max_iterations", "best_score",
@@ -39,6 +40,8 @@ SCHEMA = [  # index i migrates user_version i -> i + 1
     CREATE TABLE points (run TEXT NOT NULL, iteration INTEGER NOT NULL, total_loss REAL, learn_rate REAL,
         iter_speed REAL, gpu_memory REAL, timestamp REAL, loss_min REAL, loss_max REAL,
         PRIMARY KEY (run, iteration)) WITHOUT ROWID;
+    CREATE TABLE blocks (run TEXT NOT NULL, block INTEGER NOT NULL, last_it INTEGER NOT NULL, lo REAL, hi REAL,
+        PRIMARY KEY (run, block)) WITHOUT ROWID;
     CREATE TABLE validations (run TEXT NOT NULL, iteration INTEGER NOT NULL, metrics TEXT NOT NULL,
         PRIMARY KEY (run, iteration)) WITHOUT ROWID;
     CREATE TABLE images (id INTEGER PRIMARY KEY, run TEXT NOT NULL, iteration INTEGER NOT NULL,
@@ -47,9 +50,15 @@ SCHEMA = [  # index i migrates user_version i -> i + 1
         data TEXT);
     CREATE INDEX events_by_run ON events (run, id);
     """,
+    """
+    CREATE TABLE alerts (id TEXT PRIMARY KEY, run TEXT NOT NULL, kind TEXT NOT NULL, title TEXT, text TEXT,
+        iteration INTEGER, ts REAL, delivery TEXT NOT NULL, tries INTEGER NOT NULL DEFAULT 0);
+    CREATE INDEX alerts_by_run ON alerts (run, ts);
+    """,
 ]
 
 Statement = tuple[str, list[tuple[Any, ...]]]  # SQL and its rows (executemany)
+REFRESH = "refresh blocks"  # a Statement whose rows are (run, first, last): summarise those iterations again
 
 
 class StoreError(Exception):
@@ -71,21 +80,44 @@ def bucket_of(iteration: int, first: int, last: int, points: int) -> int:
     return (iteration - first) * points // (last - first + 1)
 
 
+def bucketed(records: list[dict[str, Any]], points: int, first: int, last: int) -> list[dict[str, Any]]:
+    """The rule `history` follows, in Python (the store does it in SQL): records in [first, last] (oldest
+    first), each one a point when they are at most `points`, else in `points` even buckets; each bucket
+    gives its last record, with its lowest and highest loss."""
+    records = [r for r in records if first <= r["iteration"] <= last]
+    if len(records) <= points:
+        return records
+    out: list[dict[str, Any]] = []
+    bucket = None
+    for record in records:
+        k = bucket_of(record["iteration"], first, last, points)
+        lo, hi = (record.get(key, record.get("total_loss")) for key in ("loss_min", "loss_max"))
+        if k != bucket:
+            bucket = k
+            out.append({**record, "loss_min": lo, "loss_max": hi})
+        else:
+            out[-1] = {**record, "loss_min": min(out[-1]["loss_min"], lo), "loss_max": max(out[-1]["loss_max"], hi)}
+    return out
+
+
 class Store:
     def __init__(self, path: str | Path = MEMORY, *, owner: dict[str, Any] | None = None,
-                 batch_s: float = 0.25, log: Any = None) -> None:
+                 batch_s: float = 0.25, log: Any = None, readonly: bool = False) -> None:
+        """`readonly`: only read (beside a running monitor); nothing is locked, checked or written."""
         self.path = str(path)
-        self.memory = self.path == MEMORY
+        self.memory = self.path == MEMORY or readonly
         self.batch_s = batch_s
         self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
         self.error: str | None = None  # why storing stopped
         self.moved_aside: Path | None = None
         self._lock_fd: int | None = None
+        if readonly and not Path(self.path).is_file():
+            raise StoreError(f"no monitor database at {self.path}")
         if not self.memory:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             self._take_lock(owner or {})
         try:
-            self._writer = self._open_checked()
+            self._writer = self._open_readonly() if readonly else self._open_checked()
         except BaseException:
             self._release_lock()
             raise
@@ -119,6 +151,15 @@ class Store:
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         conn.execute("PRAGMA busy_timeout = 5000")
+        return conn
+
+    def _open_readonly(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+        try:
+            conn.execute("SELECT COUNT(*) FROM runs").fetchone()
+        except sqlite3.Error as exc:
+            conn.close()
+            raise StoreError(f"cannot read {self.path}: {exc}") from None
         return conn
 
     def _open_checked(self) -> sqlite3.Connection:
@@ -200,7 +241,10 @@ class Store:
             try:
                 self._writer.execute("BEGIN")
                 for sql, rows in _grouped(batch):
-                    self._writer.executemany(sql, rows)
+                    if sql == REFRESH:
+                        self._refresh_blocks(rows)
+                    else:
+                        self._writer.executemany(sql, rows)
                 self._writer.execute("COMMIT")
             except sqlite3.Error as exc:
                 with contextlib.suppress(sqlite3.Error):
@@ -208,6 +252,16 @@ class Store:
                 self.error = str(exc)
                 self.log(f"monitor: storing stopped: {exc} ({self.path}); the dashboard goes on, "
                          "but nothing more is kept")
+
+    def _refresh_blocks(self, ranges: list[tuple[Any, ...]]) -> None:
+        """Summarise again the blocks that hold iterations [first, last] of each run."""
+        spans = [(run, first // BLOCK, last // BLOCK) for run, first, last in _merged_blocks(ranges)]
+        self._writer.executemany("DELETE FROM blocks WHERE run = ? AND block BETWEEN ? AND ?", spans)
+        self._writer.executemany(
+            "INSERT INTO blocks (run, block, last_it, lo, hi) SELECT run, iteration / :size, MAX(iteration), "
+            "MIN(loss_min), MAX(loss_max) FROM points WHERE run = :run AND iteration BETWEEN :lo * :size "
+            "AND :hi * :size + :size - 1 GROUP BY iteration / :size",
+            [{"run": run, "lo": lo, "hi": hi, "size": BLOCK} for run, lo, hi in spans])
 
     def close(self) -> None:
         self._queue.put(None)
@@ -226,7 +280,7 @@ class Store:
     def upsert_run(self, run: dict[str, Any]) -> None:
         """Insert or update a run's row: only the columns given change (`id` and `name` required)."""
         cols = [c for c in RUN_COLUMNS if c in run]
-        updates = ", ".join(f"{c} = excluded.{c}" for c in cols if c != "id")
+        updates = ", ".join(_UPDATE.get(c, f"{c} = excluded.{c}") for c in cols if c != "id")
         sql = (f"INSERT INTO runs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
                f"ON CONFLICT (id) DO UPDATE SET {updates}")
         self._submit((sql, [tuple(run[c] for c in cols)]))
@@ -246,21 +300,23 @@ class Store:
         return dict(zip(RUN_COLUMNS, row, strict=True)) if row else None
 
     def delete_run(self, run_id: str) -> None:
-        self._submit(*[(f"DELETE FROM {table} WHERE {col} = ?", [(run_id,)])
-                       for table, col in (("points", "run"), ("validations", "run"), ("images", "run"),
-                                          ("events", "run"), ("runs", "id"))])
+        tables = ("points", "blocks", "validations", "images", "events", "alerts")
+        self._submit(*[(f"DELETE FROM {table} WHERE run = ?", [(run_id,)]) for table in tables],
+                     ("DELETE FROM runs WHERE id = ?", [(run_id,)]))
 
     # ---- history points -----------------------------------------------------
     def add_points(self, run_id: str, points: Iterable[dict[str, Any]]) -> None:
         rows = [_point_row(run_id, p) for p in points]
         if rows:
-            self._submit((_INSERT_POINT, rows))
+            its = [row[1] for row in rows]
+            self._submit((_INSERT_POINT, rows), (REFRESH, [(run_id, min(its), max(its))]))
 
     def replace_points(self, run_id: str, first: int, last: int, points: Iterable[dict[str, Any]]) -> None:
         """The trainer's record for iterations [first, last] replaces ours there (one transaction)."""
         rows = [_point_row(run_id, p) for p in points]
+        its = [first, last, *(row[1] for row in rows)]
         self._submit(("DELETE FROM points WHERE run = ? AND iteration BETWEEN ? AND ?", [(run_id, first, last)]),
-                     *([(_INSERT_POINT, rows)] if rows else []))
+                     *([(_INSERT_POINT, rows)] if rows else []), (REFRESH, [(run_id, min(its), max(its))]))
 
     def last_iteration(self, run_id: str) -> int | None:
         with self._reading() as db:
@@ -277,8 +333,11 @@ class Store:
             known = max((t for t in (top, top_val) if t is not None), default=0)
             first = max(0, first or 0)
             last = known if last is None else last
-            rows = db.execute(_HISTORY, {"run": run_id, "first": first, "last": last, "n": points,
-                                         "span": max(last - first + 1, 1)}).fetchall() if last >= first else []
+            span = last - first + 1
+            args = {"run": run_id, "first": first, "last": last, "n": points, "span": span, "block": BLOCK}
+            rows = db.execute(_POINTS, args).fetchall() if span > 0 else []  # few enough: each record a point
+            if len(rows) > points:
+                rows = db.execute(_HISTORY_BY_BLOCK if span // points >= BLOCK else _HISTORY, args).fetchall()
             vals = db.execute(
                 "SELECT v.metrics, EXISTS (SELECT 1 FROM images i WHERE i.run = v.run AND i.iteration = v.iteration) "
                 "FROM validations v WHERE v.run = ? AND v.iteration BETWEEN ? AND ? ORDER BY v.iteration",
@@ -341,9 +400,39 @@ class Store:
             return {t: db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
                     for t in ("runs", "points", "validations", "images", "events")}
 
+    # ---- alerts (monitor/alerting.py) ----------------------------------------
+    ALERT_COLUMNS = ("id", "run", "kind", "title", "text", "iteration", "ts", "delivery", "tries")
 
+    def add_alert(self, alert: dict[str, Any]) -> None:
+        """One alert (`Alert.row()`), with its delivery state so far."""
+        self._submit((f"INSERT OR IGNORE INTO alerts ({', '.join(self.ALERT_COLUMNS)}) "
+                      f"VALUES ({', '.join('?' * len(self.ALERT_COLUMNS))})",
+                      [tuple(alert[c] for c in self.ALERT_COLUMNS)]))
+
+    def set_alert_delivery(self, alert_id: str, delivery: str, tries: int) -> None:
+        self._submit(("UPDATE alerts SET delivery = ?, tries = ? WHERE id = ?", [(delivery, tries, alert_id)]))
+
+    def alerts(self, run_id: str, limit: int = 200) -> list[dict[str, Any]]:
+        """The run's last `limit` alerts, oldest first."""
+        with self._reading() as db:
+            rows = db.execute(f"SELECT {', '.join(self.ALERT_COLUMNS)} FROM alerts WHERE run = ? "
+                              "ORDER BY rowid DESC LIMIT ?", (run_id, limit)).fetchall()
+        return [dict(zip(self.ALERT_COLUMNS, row, strict=True)) for row in reversed(rows)]
+
+    def last_alert_kinds(self) -> dict[str, str]:
+        """Each run's latest alert kind: where a restarted monitor picks the runs up (no second `started`)."""
+        with self._reading() as db:
+            rows = db.execute("SELECT run, kind FROM alerts WHERE rowid IN "
+                              "(SELECT MAX(rowid) FROM alerts GROUP BY run)").fetchall()
+        return dict(rows)
+
+
+_UPDATE = {"started": "started = COALESCE(MIN(runs.started, excluded.started), runs.started, excluded.started)"}
 _INSERT_POINT = (f"INSERT OR REPLACE INTO points (run, {', '.join(POINT_COLUMNS)}) "
                  f"VALUES (?, {', '.join('?' * len(POINT_COLUMNS))})")
+
+_POINTS = (f"SELECT {', '.join(POINT_COLUMNS)} FROM points WHERE run = :run AND iteration BETWEEN :first AND :last "
+           "ORDER BY iteration LIMIT :n + 1")
 
 # Buckets of [first, last]; each point is its bucket's last record, with the bucket's loss extremes.
 _HISTORY = f"""
@@ -356,11 +445,32 @@ FROM b JOIN points p ON p.run = :run AND p.iteration = b.last_it ORDER BY p.iter
 """
 
 
+# The same for long ranges from the block summaries: bucket edges snap to whole blocks.
+_HISTORY_BY_BLOCK = f"""
+WITH b AS (
+    SELECT (block * :block - :first) * :n / :span AS k, MAX(last_it) AS last_it, MIN(lo) AS lo, MAX(hi) AS hi
+    FROM blocks WHERE run = :run AND block BETWEEN :first / :block AND :last / :block GROUP BY k)
+SELECT {', '.join(f'p.{c}' for c in POINT_COLUMNS[:-2])}, b.lo, b.hi
+FROM b JOIN points p ON p.run = :run AND p.iteration = b.last_it ORDER BY p.iteration
+"""
+
+
 def _point_row(run_id: str, point: dict[str, Any]) -> tuple[Any, ...]:
     loss = point.get("total_loss")
     lo, hi = point.get("loss_min"), point.get("loss_max")
     return (run_id, int(point["iteration"]), loss, point.get("learn_rate"), point.get("iter_speed"),
             point.get("gpu_memory"), point.get("timestamp"), loss if lo is None else lo, loss if hi is None else hi)
+
+
+def _merged_blocks(ranges: list[tuple[Any, ...]]) -> list[tuple[str, int, int]]:
+    """(run, first, last) ranges merged where their blocks overlap or touch, so no block is summarised twice."""
+    out: list[tuple[str, int, int]] = []
+    for run, first, last in sorted(ranges):
+        if out and out[-1][0] == run and first // BLOCK <= out[-1][2] // BLOCK + 1:
+            out[-1] = (run, out[-1][1], max(out[-1][2], last))
+        else:
+            out.append((run, first, last))
+    return out
 
 
 def _grouped(batch: list[Statement]) -> Iterator[Statement]:

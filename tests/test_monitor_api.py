@@ -14,7 +14,7 @@ from monitor.__main__ import main as monitor_main
 from monitor.app import create_app
 from monitor.config import ConfigError, MonitorConfig
 from monitor.state import MonitorState
-from tests.monitor_support import frame, nobody
+from tests.monitor_support import feed, frame, nobody
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
 
@@ -122,7 +122,7 @@ def test_cli_says_why_it_refuses_to_start(capsys: pytest.CaptureFixture[str]) ->
 
 def test_history_exports_as_csv_and_json(client: TestClient, state: MonitorState) -> None:
     for i in range(1, 6):
-        state.ingest("status", frame(i, iteration=i * 10, total_loss=1.0 / i, learn_rate=1e-4))
+        feed(client, "status", frame(i, iteration=i * 10, total_loss=1.0 / i, learn_rate=1e-4))
     rows = client.get("/api/history.csv").text.strip().splitlines()
     assert rows[0].startswith("iteration,total_loss") and len(rows) == 6
     points = client.get("/api/history.json?run=r1").json()["history"]

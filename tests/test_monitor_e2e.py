@@ -72,8 +72,10 @@ def test_monitor_started_after_the_trainer_fetches_history_and_checkpoints_at_on
             wait_until(lambda: status(client)["trainer_online"], what="online")
             run = wait_until(lambda: (r := state.run("late")) and r.checkpoints and r, what="sync")
             assert run.checkpoints[0]["filename"].startswith("checkpoint_step_")
-            first_seen = run.history.points()
-            assert first_seen[0]["iteration"] < status(client)["iteration"]
+            first = mock.records()[0]["iteration"]
+            wait_until(lambda: client.get("/api/history.json").json()["history"][0]["iteration"] == first,
+                       what="the run's history from its first point")
+            assert first < status(client)["iteration"]
 
 
 def test_silent_trainer_shows_offline_and_a_restarted_one_is_followed_without_restart() -> None:

@@ -11,48 +11,13 @@ import time
 
 import pytest
 
-from monitor.run import RunState
 from protocol import HISTORY_FIELDS, CommandClient
 from tests.faults.procs import TINY, MonitorProc, TrainerProc, wait_until
-from trainer.config import TelemetryConfig
-from trainer.report.telemetry import Telemetry
-
-METRICS = {"psnr": 28.0, "ssim": 0.8, "quality": 0.7, "baseline_psnr": 26.0, "baseline_ssim": 0.75,
-           "baseline_quality": 0.6, "improvement": 0.1}
 
 
 def history(monitor: MonitorProc) -> dict | None:
     body = monitor.get("/api/history.json")
     return body if body and "history" in body else None
-
-
-class Wire:
-    """Telemetry's publisher: each frame is folded into a live monitor's run as it is sent."""
-
-    def __init__(self) -> None:
-        self.run, self.seq = RunState("r", "s"), 0
-
-    def publish(self, topic: str, **fields: object) -> None:
-        self.seq += 1
-        self.run.apply(topic, {"v": 1, "run": "r", "seq": self.seq, "ts": time.time(), **fields})
-
-
-def test_re_fetched_points_equal_the_live_ones_field_for_field() -> None:
-    wire = Wire()
-    tel = Telemetry(wire, TelemetryConfig(), max_iters=100)
-    tel.start()
-    tel.set_state("training")  # as the loop does once loaded: statuses before it are not history points
-    for step in (1, 2, 3):
-        tel.step(step, 0.5 / step, 1e-4)
-        tel.publish_status(force=True)
-        tel.validation(step, METRICS)
-    tel.close()  # every queued frame has gone through the wire
-    late = RunState("r", "s")
-    late.replace_history(tel.history(), tel.validations())
-    live_points = {p["timestamp"]: p for p in wire.run.history.points()}
-    assert late.history.points() and all(p == live_points[p["timestamp"]] for p in late.history.points())
-    assert late.validations.points() == wire.run.validations.points()
-    assert set(late.history.points()[0]) == set(HISTORY_FIELDS)
 
 
 @pytest.mark.slow

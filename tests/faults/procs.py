@@ -106,8 +106,9 @@ class MonitorProc:
     proc: subprocess.Popen | None = None
 
     def start(self) -> MonitorProc:
+        db = [] if "--db" in self.extra else ["--db", ":memory:"]  # never the user's file
         cmd = [sys.executable, "-m", "monitor", "--pub", self.pub, "--rep", self.rep,
-               "--port", str(self.port), *self.extra]
+               "--port", str(self.port), *db, *self.extra]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, env=ENV)
         return self

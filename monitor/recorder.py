@@ -1,0 +1,157 @@
+"""What the monitor keeps of each run: frames into the store, the trainer's record fetched into it
+(`backfill`), and the run list that joins the stored runs with the live ones.
+
+Runs on the event loop; the store does the writing on its own thread.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from protocol import HISTORY_FIELDS, VALIDATION_POINT_FIELDS, json_safe
+
+from .run import RunState, pick
+from .state import MonitorState
+from .store import Store
+from .values import image_type
+
+ENDED = ("finished", "stopped", "failed")  # a run in one of these has ended (with `ended` set)
+END_OF_RUN = 2**62  # "and everything after": the trainer's record is the whole run
+PAGE = 2000  # points asked per `history` request when fetching a run
+ROW_EVERY_S = 1.0  # a live run's row (iteration, state, last seen) is rewritten at most this often
+
+Ask = Callable[[dict[str, Any]], Awaitable[dict[str, Any] | None]]
+
+
+class Recorder:
+    def __init__(self, store: Store, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.clock = clock
+        self._written: dict[str, tuple[float, str | None]] = {}  # run -> (when its row was written, its state)
+        self._best: dict[str, float] = {}
+
+    def frame(self, run: RunState, topic: str, payload: dict[str, Any]) -> None:
+        """Keep one accepted frame of `run`."""
+        key, state = run.name, None
+        if topic == "status":
+            state = payload.get("state") or "training"
+            if state != "loading":  # loading: loss and LR are placeholders, not a step
+                self.store.add_points(key, [pick(payload, HISTORY_FIELDS)])
+        elif topic == "heartbeat":
+            state = payload.get("state")
+        elif topic == "validation":
+            self._validation(key, payload)
+        elif topic == "event":
+            self.store.add_event(key, {"ts": payload.get("ts"), **json_safe(payload)})
+            state = _event_state(payload)
+        self._row(run, payload, state)
+
+    def _validation(self, key: str, payload: dict[str, Any]) -> None:
+        metrics = pick(json_safe(payload), VALIDATION_POINT_FIELDS)
+        metrics.setdefault("timestamp", payload.get("ts"))
+        quality = metrics.get("quality")
+        best = isinstance(quality, float | int) and quality > self._best.get(key, float("-inf"))
+        if best:
+            self._best[key] = quality
+        image = payload.get("image")
+        kind = image_type(image) if isinstance(image, bytes) else None
+        self.store.add_validation(key, metrics, image if kind else None, kind, best=best)
+
+    def _row(self, run: RunState, payload: dict[str, Any], state: str | None) -> None:
+        """The run's row: at once when its state changes, else at most once a second."""
+        now = self.clock()
+        written, old_state = self._written.get(run.name, (0.0, None))
+        changed = state is not None and state != old_state
+        if not changed and now - written < ROW_EVERY_S:
+            return
+        if state == "stopped" and old_state != "stopping":  # the last word without `stopping` before it
+            state = "finished" if old_state == "finished" else "failed"
+        state = state or old_state
+        self._written[run.name] = (now, state)
+        row: dict[str, Any] = {"id": run.name, "name": run.display, "host": host_of(run.display),
+                               "last_seen": payload.get("ts", now), "started": payload.get("ts", now)}
+        status = run.status
+        for column in ("iteration", "max_iterations", "best_score"):
+            if isinstance(status.get(column), int | float):
+                row[column] = status[column]
+        if isinstance(payload.get("run_dir"), str):
+            row["run_dir"] = payload["run_dir"]
+        if state is not None:
+            row["state"] = state
+            row["ended"] = payload.get("ts", now) if state in ENDED else None
+        self.store.upsert_run(row)
+
+
+async def backfill(ask: Ask, store: Store, run_id: str, first: int = 0, *, whole: bool = False) -> int | None:
+    """Fetch the trainer's record from iteration `first` on, page by page, into the store (it replaces
+    ours there: the trainer's record has every step's loss extremes). `whole`: the record is the whole
+    run, so stored points past its end (a run resumed from an earlier step) go. Returns the last
+    iteration the trainer knew, or None when it could not be asked."""
+    span = PAGE
+    while True:
+        last = first + span - 1
+        reply = await ask({"points": PAGE, "from": first, "to": last})
+        if reply is None or not reply.get("ok") or not isinstance(reply.get("history"), list):
+            return None
+        points = [pick(json_safe(p), HISTORY_FIELDS) for p in reply["history"]
+                  if isinstance(p, dict) and isinstance(p.get("iteration"), int)]
+        for v in reply.get("validations") or []:
+            if isinstance(v, dict) and isinstance(v.get("iteration"), int):
+                store.add_validation(run_id, pick(json_safe(v), VALIDATION_POINT_FIELDS))
+        end = reply.get("last_iteration")
+        if not isinstance(end, int):  # a trainer without paging: its last points, as they are
+            if points:
+                store.replace_points(run_id, points[0]["iteration"], points[-1]["iteration"], points)
+            return points[-1]["iteration"] if points else None
+        done = last >= end
+        store.replace_points(run_id, first, END_OF_RUN if done and whole else min(last, end), points)
+        if done:
+            return end
+        its = [p["iteration"] for p in points]
+        gaps = [b - a for a, b in zip(its, its[1:], strict=False)]
+        first, span = last + 1, PAGE * max(1, min(gaps)) if gaps else span * 4  # sparse records: wider pages
+
+
+def _event_state(event: dict[str, Any]) -> str | None:
+    kind, data = event.get("kind"), event.get("data")
+    if kind == "error":
+        return "failed" if isinstance(data, dict) and data.get("fatal") else None
+    return kind if kind in ("finished", "stopping") else None
+
+
+def host_of(display: str) -> str | None:
+    """`folder@host` -> host."""
+    return display.rpartition("@")[2] if "@" in display else None
+
+
+def runs_listing(store: Store, state: MonitorState, now: float | None = None) -> list[dict[str, Any]]:
+    """Every run, stored or live, newest first, as GET /api/runs gives them."""
+    now = time.time() if now is None else now
+    rows = {r["id"]: r for r in store.runs()}
+    for run in state.runs.values():  # live runs whose row the writer has not written yet
+        rows.setdefault(run.name, {"id": run.name, "name": run.display, "host": host_of(run.display),
+                                   "state": run.status.get("state"), "started": now, "last_seen": now})
+    listing = [_summary(row, state, now) for row in rows.values()]
+    return sorted(listing, key=lambda r: r["started"] or 0.0, reverse=True)
+
+
+def _summary(row: dict[str, Any], state: MonitorState, now: float) -> dict[str, Any]:
+    live = state.is_online(row["id"])
+    known = state.runs.get(row["id"])
+    status = known.status if known is not None else {}
+    run_state, ended = row.get("state"), row.get("ended")
+    if not live and run_state not in ENDED:
+        run_state = "stopped" if run_state == "stopping" else "lost"
+        ended = row.get("last_seen")
+    started = row.get("started")
+    duration = ((now if live else ended or row.get("last_seen") or now) - started) if started else None
+    summary = {"id": row["id"], "run": row["id"], "name": row["name"], "host": row.get("host"), "state": run_state,
+               "live": live, "iteration": status.get("iteration", row.get("iteration") or 0),
+               "max_iterations": status.get("max_iterations", row.get("max_iterations") or 0),
+               "best_score": status.get("best_score", row.get("best_score")), "started": started,
+               "ended": None if live else ended, "duration": duration, "current": row["id"] == state.current}
+    if row.get("init_from"):
+        summary["init_from"] = row["init_from"]
+    return summary
