@@ -9,13 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.trainer_support import TINY_FLAGS
 from tests.video_support import shot, write_video
 from trainer.prepare.__main__ import main
 
-TINY = ["--set", "model.n_feats=4", "--set", "model.n_blocks=2", "--set", "data.patch_size=8",
-        "--set", "train.batch_size=1", "--set", "train.val_limit=2", "--set", "train.val_images=1",
-        "--set", "telemetry.tensorboard=false", "--set", "train.num_workers=0", "--no-monitor", "--device", "cpu",
-        "--pub", "tcp://127.0.0.1:0", "--rep", "tcp://127.0.0.1:0", "--resume", "never"]
+TINY = [*TINY_FLAGS, "--pub", "tcp://127.0.0.1:0", "--rep", "tcp://127.0.0.1:0", "--resume", "never"]
 
 
 @pytest.fixture(scope="module")

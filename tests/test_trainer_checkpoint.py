@@ -11,6 +11,7 @@ import torch
 
 import ckpt
 from ckpt.__main__ import main as ckpt_cli
+from tests.trainer_support import TINY_RUN as TINY
 from trainer.config import load_config
 from trainer.train.batches import BatchStream
 from trainer.train.checkpoint import CHECKPOINT_KEYS, TRAIN_STATE_KEYS, ResumeError, from_checkpoint, to_checkpoint
@@ -19,7 +20,6 @@ from trainer.train.snapshot import freeze
 from trainer.train.state import TrainingState
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "checkpoints.md"
-TINY = {"model.n_feats": 4, "model.n_blocks": 2, "train.batch_size": 2, "train.cpu_threads": 1}
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -19,16 +19,26 @@ from trainer.config import load_config
 from trainer.report.control import Action
 from trainer.train.loop import RunOptions, Trainer
 
-# A model and data small enough for a step in milliseconds, with every adaptive control active early.
-TINY_SETTINGS = {"model.n_feats": 4, "model.n_blocks": 2, "data.patch_size": 8, "train.batch_size": 2,
-                 "train.val_every": 1000, "train.save_every": 1000, "train.val_images": 1, "train.val_limit": 2,
-                 "telemetry.tensorboard": False, "adaptive.warmup": 2, "adaptive.every": 2, "adaptive.cooldown": 2,
-                 "clip.min_history": 2, "clip.flush_every": 2, "schedule.warmup_iters": 2, "train.cpu_threads": 1}
-# The same kind of run for `python -m trainer` (no monitor, CPU, no data workers).
-TINY_FLAGS = ["--set", "model.n_feats=4", "--set", "model.n_blocks=2", "--set", "data.patch_size=8",
-              "--set", "train.batch_size=1", "--set", "train.val_limit=2", "--set", "train.val_images=1",
-              "--set", "telemetry.tensorboard=false", "--set", "train.num_workers=0", "--no-monitor",
-              "--device", "cpu"]
+# The tiny run of every trainer test (the one definition): a model and data small enough for a step in
+# milliseconds (checkpoints of ~70 KB), one torch thread, a short validation, no TensorBoard.
+TINY_RUN = {"model.n_feats": 4, "model.n_blocks": 2, "data.patch_size": 8, "train.batch_size": 2,
+            "train.val_limit": 2, "train.val_images": 1, "telemetry.tensorboard": False, "train.cpu_threads": 1}
+# In process: validations and saves only when a test asks, every adaptive control active early.
+TINY_SETTINGS = {**TINY_RUN, "train.val_every": 1000, "train.save_every": 1000, "adaptive.warmup": 2,
+                 "adaptive.every": 2, "adaptive.cooldown": 2, "clip.min_history": 2, "clip.flush_every": 2,
+                 "schedule.warmup_iters": 2}
+# As a `python -m trainer` process: on the CPU, without data workers.
+TINY_PROCESS = {**TINY_RUN, "train.num_workers": 0, "train.device": "cpu"}
+
+
+def as_flags(settings: dict[str, Any]) -> list[str]:
+    """`--set KEY=VALUE` for each setting (TOML literals: booleans in lower case)."""
+    return [arg for key, value in settings.items()
+            for arg in ("--set", f"{key}={str(value).lower() if isinstance(value, bool) else value}")]
+
+
+# `python -m trainer` on the tiny run, without the web monitor.
+TINY_FLAGS = [*as_flags(TINY_PROCESS), "--no-monitor"]
 # Two torch threads per process spin badly on a busy 2-core box; tests train tiny models anyway.
 ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
 

@@ -17,15 +17,13 @@ import httpx2 as httpx
 
 import protocol
 from tests.net_support import free_endpoint, free_port, wait_until  # noqa: F401  (re-exported to fault tests)
+from tests.trainer_support import TINY_PROCESS, as_flags
 
 T = TypeVar("T")
 
-# A tiny model on tiny patches: fast steps, small checkpoints (~70 KB). As config keys and as CLI flags.
-TINY_SETTINGS = {"model.n_feats": 4, "model.n_blocks": 2, "data.patch_size": 8, "train.batch_size": 1,
-                 "train.val_limit": 2, "train.val_images": 1, "telemetry.tensorboard": False,
-                 "train.num_workers": 0, "train.cpu_threads": 1, "train.device": "cpu", "train.seed": 7}
-TINY = [arg for key, value in TINY_SETTINGS.items()
-        for arg in ("--set", f"{key}={str(value).lower() if isinstance(value, bool) else value}")]
+# The tests' tiny run (tests/trainer_support.py), as config keys and as CLI flags (TrainerProc adds --no-monitor).
+TINY_SETTINGS = TINY_PROCESS
+TINY = as_flags(TINY_SETTINGS)
 # n_feats=64: ~6 MB checkpoints, so a kill can land in the middle of a write.
 BIG = [*TINY, "--set", "model.n_feats=64"]
 # One torch thread per process (also train.cpu_threads above): two threads spin badly on a busy 2-core box.
