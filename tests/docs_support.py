@@ -352,10 +352,12 @@ def dotted_names(doc: str) -> Iterator[Claim]:
 
 
 def file_names(doc: str) -> Iterator[Claim]:
-    """`name.py` without a folder (`link.py` in monitor/README.md): a module of the project somewhere."""
-    text = read(doc)
+    """`name.py` without a folder: in a package's README a module of that package (`monitor/link.py`),
+    elsewhere a module of the project somewhere."""
+    text, folder = read(doc), Path(doc).parent.name
     for m in re.finditer(r"(?<![\w./-])[a-z_]\w*\.py\b", text):
-        yield Claim(doc, line_of(text, m.start()), m.group(0))
+        name = f"{folder}/{m.group(0)}" if folder in PACKAGES else m.group(0)
+        yield Claim(doc, line_of(text, m.start()), name)
 
 
 @cache
@@ -368,3 +370,52 @@ def paths(doc: str) -> Iterator[Claim]:
     text = read(doc)
     for m in re.finditer(rf"(?<![\w./-])(?:{'|'.join((*PACKAGES, 'tests', 'docs'))})/[\w./*-]*[\w/*]", text):
         yield Claim(doc, line_of(text, m.start()), m.group(0))
+
+
+def counts() -> dict[str, int]:
+    """How many claims of each kind the tests check (docs/protocol.md's tables: tests/test_protocol_docs.py)."""
+    from protocol import schemas
+    from trainer.config import known_keys
+    from trainer.report.control import SETTABLE
+
+    flags = [c for doc in DOCS for c in cli_flags(doc) if c.cli != "-"]
+    keys = [c for doc in DOCS for c in config_keys(doc)]
+    signatures = [c for doc in DOCS for c in signature_defaults(doc) if checked_signature(c)]
+    topics = (schemas.ENVELOPE, schemas.STATUS, schemas.HEARTBEAT, schemas.VALIDATION)
+    return {
+        "flags shown for a CLI": len(flags),
+        "flag defaults": sum(c.value is not None and c.cli is not None for c in flags),
+        "config keys named": len(keys),
+        "config defaults": sum(c.value is not None for c in keys),
+        "defaults in call signatures": len(signatures),
+        "dotted module/object names": sum(1 for doc in DOCS for _ in dotted_names(doc)),
+        "paths and file names": sum(1 for doc in DOCS for _ in (*paths(doc), *file_names(doc))),
+        "protocol.md fields (name, type, required)": sum(map(len, topics)),
+        "protocol.md event kinds and data fields": len(schemas.EVENTS) + sum(map(len, schemas.EVENTS.values())),
+        "protocol.md states, commands (kind, args), point fields": len(schemas.STATES) + len(schemas.COMMANDS)
+        + sum(map(len, schemas.COMMANDS.values())) + len(schemas.HISTORY_FIELDS) + len(schemas.VALIDATION_POINT_FIELDS),
+        "protocol.md request/reply keys, endpoints, limits, version": len(schemas.REQUEST) + len(schemas.REPLY) + 2 + 5
+        + 1,
+        "internal-interfaces.md topics, commands, settable keys": len(schemas.TOPICS) + len(schemas.COMMANDS)
+        + len(SETTABLE),
+        "default.toml keys (generated, checked current)": len(known_keys()),
+    }
+
+
+def checked_signature(claim: Claim) -> bool:
+    """Whether a signature default names one of the project's callables and a parameter it can check
+    (one it has, or any name when it takes no `**kwargs`)."""
+    target = resolve(claim.what.rsplit(".", 1)[0])
+    if target is None:
+        return False
+    try:
+        return claim.what.rsplit(".", 1)[1] in inspect.signature(target).parameters or not accepts_any_keyword(target)
+    except (TypeError, ValueError):
+        return False
+
+
+if __name__ == "__main__":
+    found = counts()
+    for kind, n in found.items():
+        print(f"{n:5d}  {kind}")
+    print(f"{sum(found.values()):5d}  claims in all")
