@@ -38,6 +38,9 @@ def _list(args: argparse.Namespace) -> int:
         print(json.dumps([json_safe(entry) for entry in shown], indent=2, allow_nan=False))
     elif entries:
         print(format_table(entries, args.last))
+        sources = sorted({e["init_from"] for e in entries if e.get("init_from")})
+        if sources:
+            print(f"fine-tuned from {', '.join(sources)}")
     else:
         print(f"No checkpoints in {args.run_dir}")
     return 0

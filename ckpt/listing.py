@@ -62,6 +62,8 @@ def _apply_metadata(entry: dict, meta: dict) -> None:
     entry["psnr"] = _number(metrics, "psnr")
     entry["ssim"] = _number(metrics, "ssim")
     entry["epoch"] = meta["epoch"] if isinstance(meta["epoch"], int) else None
+    source = meta.get("init_from") or {}
+    entry["init_from"] = source.get("name") if isinstance(source.get("name"), str) else None
     stamp = _local_datetime(meta["timestamp"])
     if stamp is not None:
         entry["timestamp"] = stamp
@@ -88,6 +90,7 @@ def describe_checkpoint(path: str | os.PathLike[str]) -> dict:
         "status": "ok",
         "error": None,
         "finite": True,  # False when a saved metric (quality, loss, ...) is NaN or infinite
+        "init_from": None,  # the model file the run was fine-tuned from (--init-from), by name
     }
     try:
         _apply_metadata(entry, read_metadata(path))

@@ -89,6 +89,7 @@ STATUS: Schema = {
     "activity": opt(MAP),  # per-layer mean |output|, e.g. {"feat": 0.21, "out": 0.03}
     "skipped_steps": opt(INT),  # non-finite steps skipped this run (absent: 0)
     "rollbacks": opt(INT),  # rollbacks to the last finite state this run (absent: 0)
+    "init_from": opt(STR),  # the model file this run was fine-tuned from (--init-from), by name
     "loss_min": opt(OPT_FLOAT),  # lowest loss of the steps since the last history point (this one included)
     "loss_max": opt(OPT_FLOAT),  # highest loss of those steps
 }

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from protocol import DEFAULT_PUB, DEFAULT_REP, LOOPBACK, MONITOR_PORT
 from trainer.config import Config, ConfigError, load_config, parse_override
+from trainer.train.init_from import InitFrom, model_settings, read_init_from, taken_from_file
 
 RESUME_HELP = "ask | latest | best | never | STEP | PATH (without a TTY, ask = latest)"
 
@@ -24,6 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", metavar="DIR", help="dataset root (default: the embedded sample set)")
     p.add_argument("--max-iters", type=int, metavar="N")
     p.add_argument("--resume", default="ask", metavar="SPEC", help=RESUME_HELP)
+    p.add_argument("--init-from", metavar="FILE",
+                   help="start a new run from this model file's weights (a released BasicSR/mmagic file or a "
+                        "checkpoint); the file decides the model and scale; optimizer, schedule and step start fresh")
     p.add_argument("--pub", default=DEFAULT_PUB, metavar="ENDPOINT", help="telemetry PUB socket")
     p.add_argument("--rep", default=DEFAULT_REP, metavar="ENDPOINT", help="command REP socket")
     p.add_argument("--no-monitor", action="store_true", help="do not start the local web monitor")
@@ -39,13 +43,31 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def config_from_args(args: argparse.Namespace) -> Config:
+def config_from_args(args: argparse.Namespace, model: dict | None = None) -> Config:
+    """The config the command line asks for; `model` settings (from --init-from's file) win."""
     overrides = dict(parse_override(item) for item in args.set)
     flags = {"train.max_iters": args.max_iters, "train.val_every": args.val_every,
              "train.save_every": args.save_every, "train.seed": args.seed,
              "train.device": args.device, "data.root": args.data}
     overrides.update({k: v for k, v in flags.items() if v is not None})
-    return load_config(args.config, overrides)
+    return load_config(args.config, {**overrides, **(model or {})})
+
+
+def read_init(args: argparse.Namespace, cfg: Config) -> tuple[Config, InitFrom | None]:
+    """--init-from: the file read and checked (ConfigError when bad), the config rebuilt around its model."""
+    if not args.init_from:
+        return cfg, None
+    init = read_init_from(args.init_from)
+    settings = model_settings(init, cfg)
+    taken = taken_from_file(init, cfg, settings)
+    cfg = config_from_args(args, settings)
+    from trainer.train.distributed import env_info
+
+    if env_info().is_main:  # every DDP rank reads the same file; one says so
+        print(init.describe(), flush=True)
+        if taken:
+            print(taken, flush=True)
+    return cfg, init
 
 
 def check_resume_spec(spec: str) -> None:
@@ -100,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = config_from_args(args)
         check_resume_spec(args.resume)
+        cfg, init = read_init(args, cfg)  # before any data, run folder or socket
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -107,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     from trainer.train.loop import RUN_STOPS, USER_ERRORS, RunOptions, train
 
     opts = RunOptions(run_dir=Path(args.run_dir), resume=args.resume, pub=args.pub, rep=args.rep,
-                      keys=args.keys, insecure=args.insecure)
+                      keys=args.keys, insecure=args.insecure, init_from=init)
     monitor = None
     if not args.no_monitor and env_info().is_main:
         monitor = start_monitor(args)

@@ -79,6 +79,7 @@ class Telemetry:
         self.best_score: float | None = None
         self.skipped_steps = 0
         self.rollbacks = 0
+        self.init_from: str | None = None  # the file a fine-tune started from (--init-from), by name
         self._stepped = False  # no step yet in this process: the status holds placeholders for loss and LR
         self._low: Any = None  # lowest and highest loss since the last history point (tensors: no sync)
         self._high: Any = None
@@ -233,6 +234,7 @@ class Telemetry:
             "is_paused": self.state == "paused", "max_iterations": self.max_iters,
             "timestamp": time.time(), "state": self._status_state(),
             "skipped_steps": self.skipped_steps, "rollbacks": self.rollbacks,
+            **({"init_from": self.init_from} if self.init_from else {}),
         }
 
     def _status_state(self) -> str:

@@ -19,7 +19,7 @@ from trainer.train.state import TrainingState
 # Every top-level key of a training checkpoint (format_version is added by ckpt.save_checkpoint).
 CHECKPOINT_KEYS = ("format_version", "step", "epoch", "timestamp", "type", "model_name", "model_kwargs",
                    "config", "metrics", "model_state_dict", "optimizer_state_dict", "scheduler_state_dict",
-                   "scaler_state_dict", "train_state", "rng_state", "data_state")
+                   "scaler_state_dict", "train_state", "rng_state", "data_state", "init_from")
 TRAIN_STATE_KEYS = ("best_score", "clipper", "adaptive_loss", "divergence")
 
 
@@ -45,6 +45,7 @@ def to_checkpoint(state: TrainingState, *, step: int, kind: str, config: Config,
                         "divergence": state.divergence.state_dict()},
         "rng_state": capture_rng(),
         "data_state": state.batches.state_dict(),
+        "init_from": state.init_source,  # the file a fine-tune started from (None: from scratch)
     }
     return {
         "step": step,
@@ -90,6 +91,7 @@ def from_checkpoint(ckpt: dict[str, Any], state: TrainingState, path: Path) -> i
     if ckpt.get("rng_state"):
         restore_rng(ckpt["rng_state"])
     state.last_validation = last_validation(ckpt.get("metrics") or {})
+    state.init_source = ckpt.get("init_from")  # a fine-tune stays one across resumes
     return int(ckpt["step"])
 
 

@@ -23,6 +23,7 @@ from trainer.report.control import Action, with_setting
 from trainer.train.checkpoint import ResumeError, to_checkpoint
 from trainer.train.distributed import broadcast_object, sync_step
 from trainer.train.divergence import DivergenceError, optimizer_step
+from trainer.train.init_from import InitFrom
 from trainer.train.replicas import ReplicaMismatch
 from trainer.train.run import Run, build_run
 from trainer.train.schedule import set_lr
@@ -48,6 +49,7 @@ class RunOptions:
     insecure: bool = False
     interactive: bool | None = None  # None: ask when stdin is a TTY
     console: bool = True
+    init_from: InitFrom | None = None  # --init-from: a new run starts from this file's weights
 
 
 class Trainer:
@@ -71,6 +73,8 @@ class Trainer:
         tel.set_state("training")
         state.divergence.start(self.step, state, self.setup.run_dir)
         try:
+            if self.setup.validate_first:  # a fine-tune's chart and _best start from the file's quality
+                self.validate()
             while self.step < self.cfg.train.max_iters:
                 # commands from the network, the keyboard and signals (same on every rank)
                 if self._handle_commands():

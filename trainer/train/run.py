@@ -24,6 +24,7 @@ from trainer.train import validation
 from trainer.train.batches import BatchStream
 from trainer.train.checkpoint import from_checkpoint
 from trainer.train.distributed import DistInfo, broadcast_object, cleanup, init_distributed, local_device
+from trainer.train.init_from import InitFrom
 from trainer.train.replicas import ReplicaGuard
 from trainer.train.saving import CheckpointSaver
 from trainer.train.snapshot import seed_everything, unwrap
@@ -35,11 +36,12 @@ class Run:
 
     def __init__(self, *, run_dir: Path, device: torch.device, dist: DistInfo, report: Reporting,
                  state: TrainingState, saver: CheckpointSaver, guard: ReplicaGuard, val_loader: DataLoader,
-                 start_step: int) -> None:
+                 start_step: int, validate_first: bool = False) -> None:
         self.run_dir, self.device, self.dist = run_dir, device, dist
         self.report, self.state, self.saver, self.guard = report, state, saver, guard
         self.val_loader = val_loader
         self.start_step = start_step
+        self.validate_first = validate_first  # started from --init-from's weights: validate at iteration 0
 
     def validate_model(self, step: int, cfg: Config) -> tuple[dict[str, Any], bytes | None]:
         """Score the model on the validation set (rank 0); comparison images go to the run folder."""
@@ -64,6 +66,7 @@ def build_run(cfg: Config, opts: Any, get_cfg: Callable[[], Config]) -> Run:
     try:
         report = Reporting(cfg, opts, main=dist.is_main, get_cfg=get_cfg)
         entry = _choose_resume(run_dir, opts, dist)
+        init = _init_unless_resuming(opts.init_from, entry, report)
         start_step = int(entry["step"]) if entry else 0
         report.start(start_step)  # status frames say the resume step while loading
         report.telemetry.event("loading", f"Loading data ({cfg.data.root or 'embedded sample set'})")
@@ -75,6 +78,10 @@ def build_run(cfg: Config, opts: Any, get_cfg: Callable[[], Config]) -> Run:
         if entry is not None:
             saver.resumed_from = Path(entry["path"])
             start_step = _resume(state, saver.resumed_from, report)
+        elif init is not None:
+            init.apply(state.model)
+            state.init_source = init.record()
+        report.telemetry.init_from = (state.init_source or {}).get("name")
         state.wrap(dist)
         if report.controller.keys is not None:  # only now: the start prompt above reads stdin too
             report.controller.keys.start()
@@ -87,7 +94,7 @@ def build_run(cfg: Config, opts: Any, get_cfg: Callable[[], Config]) -> Run:
     val_loader = DataLoader(val_ds, batch_size=1, shuffle=False, num_workers=0)
     guard = ReplicaGuard(state, dist, every=cfg.train.replica_check_every)
     return Run(run_dir=run_dir, device=device, dist=dist, report=report, state=state, saver=saver, guard=guard,
-               val_loader=val_loader, start_step=start_step)
+               val_loader=val_loader, start_step=start_step, validate_first=init is not None and entry is None)
 
 
 def _place(cfg: Config) -> tuple[torch.device, DistInfo]:
@@ -122,6 +129,15 @@ def _choose_resume(run_dir: Path, opts: Any, dist: DistInfo) -> dict[str, Any] |
         ckpt.remove_stale_temp_files(run_dir)  # left by saves that a kill cut short
         entry = choose_checkpoint(run_dir, opts.resume, tty=interactive)
     return broadcast_object(entry, dist)
+
+
+def _init_unless_resuming(init: InitFrom | None, entry: dict[str, Any] | None, report: Reporting) -> InitFrom | None:
+    """Resume rules come first: with a checkpoint to resume from, --init-from is ignored (one line)."""
+    if init is None or entry is None:
+        return init
+    report.console.info(f"--init-from {init.name} ignored: resuming from {Path(entry['path']).name} "
+                        "(--resume never starts a new run from the file)")
+    return None
 
 
 def _resume(state: TrainingState, path: Path, report: Reporting) -> int:

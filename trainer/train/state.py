@@ -51,6 +51,7 @@ class TrainingState:
         self.batches = batches
         self.best_score: float | None = None  # the best validation quality so far
         self.last_validation: dict[str, Any] = {}  # the latest validation's metrics
+        self.init_source: dict[str, Any] | None = None  # --init-from's file (path, name, sha256, format)
 
     def wrap(self, dist: DistInfo) -> None:
         self.model = wrap_model(self.model, dist, self.device)
