@@ -121,8 +121,9 @@ class _Parsed(BaseException):
 
 
 @cache
-def parser_of(module: str) -> argparse.ArgumentParser:
-    """The parser `module.main(argv)` builds: caught when it parses, before the CLI does any work."""
+def parser_of(module: str, sub: str | None = None) -> argparse.ArgumentParser:
+    """The parser `module.main([sub, "--help"])` builds: caught when it parses, before the CLI does any
+    work (a CLI that hands a subcommand to another parser gets `sub`, so that parser is the one caught)."""
     main = importlib.import_module(module).main
 
     def caught(parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> Any:
@@ -131,7 +132,7 @@ def parser_of(module: str) -> argparse.ArgumentParser:
     with mock.patch.object(argparse.ArgumentParser, "parse_args", caught), \
             mock.patch.object(argparse.ArgumentParser, "parse_known_args", caught):
         try:
-            main(["--help"])
+            main([sub, "--help"] if sub else ["--help"])
         except _Parsed as got:
             return got.parser
     raise AssertionError(f"{module}.main never parsed its command line")
@@ -146,13 +147,21 @@ def subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentPa
 
 
 def options(module: str, sub: str | None = None) -> dict[str, argparse.Action]:
-    """The flags of a CLI: its own and those of subcommand `sub` (no such subcommand: of all of them)."""
-    parser = parser_of(module)
+    """The flags of a CLI: its own and those of subcommand `sub` and its subcommands (no such
+    subcommand: of all of them)."""
+    parser = parser_of(module, sub)
     found = dict(parser._option_string_actions)  # noqa: SLF001
     subs = subparsers(parser)
     for name, child in subs.items():
         if sub not in subs or name == sub:
-            found.update(child._option_string_actions)  # noqa: SLF001
+            found.update(_all_options(child))
+    return found
+
+
+def _all_options(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
+    found = dict(parser._option_string_actions)  # noqa: SLF001
+    for child in subparsers(parser).values():
+        found.update(_all_options(child))
     return found
 
 

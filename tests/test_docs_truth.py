@@ -128,6 +128,8 @@ def test_every_cli_parser_is_found_without_running_the_cli() -> None:
     for module in docs.our_clis():
         assert "--help" in docs.options(module), module
     assert {"send", "watch", "keys"} <= set(docs.subparsers(docs.parser_of("protocol.__main__")))
+    prune = docs.options("ckpt.__main__", "prune")
+    assert "--keep-last" in prune and "--json" not in prune  # a subcommand's flags are its own
 
 
 # Lists the docs spell out word by word.
