@@ -5,6 +5,7 @@ the argparse parser of each command line.
 Conventions the documents follow so that a test can read them:
 - a command line is named as `python -m MODULE` or `just RECIPE`; every `--flag` after it, up to the next
   command line or heading, is one of its flags (a flag before any command line: one of some CLI's flags);
+  the word after its name, or a list item's first word, names a subcommand for that paragraph;
 - a config key is `section.key` (in a ```python block only inside quotes, where `x.y` is Python);
 - a default is stated as `` `--flag` (VALUE) `` or `` `section.key` (VALUE) ``, in a `| flag | default |`
   table, or as `name=VALUE` in a call signature `Name(...)` of a class or function.
@@ -35,7 +36,7 @@ class Claim:
     doc: str
     line: int
     what: str  # the flag, key, path or name claimed
-    cli: str | None = None  # for a flag: the CLI's module (None: no CLI named before it)
+    cli: str | None = None  # for a flag: the CLI's module (None: no CLI named before it; "-": not ours)
     sub: str | None = None  # for a flag: the word after the CLI's name (maybe its subcommand)
     value: str | None = None  # for a default: the value as written
 
@@ -55,10 +56,8 @@ def line_of(text: str, pos: int) -> int:
 def prose(doc: str) -> str:
     """The document with its ```python blocks reduced to their string literals (blanks keep positions)."""
     def strings_only(block: re.Match) -> str:
-        body = block.group(0)
-        kept = "".join(m.group(0) if m.group(1) else re.sub(r"[^\n]", " ", m.group(0))
-                       for m in re.finditer(r'("[^"\n]*")|[^"]+|"', body))
-        return kept
+        return "".join(m.group(0) if m.group(1) else re.sub(r"[^\n]", " ", m.group(0))
+                       for m in re.finditer(r'("[^"\n]*")|[^"]+|"', block.group(0)))
     return re.sub(r"```python\n.*?```", strings_only, read(doc), flags=re.DOTALL)
 
 
