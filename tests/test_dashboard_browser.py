@@ -6,57 +6,19 @@ skipped when it is missing, except under CI where that is a failure.
 
 from __future__ import annotations
 
-import os
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
-from monitor.app import create_app
-from monitor.config import MonitorConfig, TrainerEndpoints
 from monitor.mock import MockTrainer
-from tests.net_support import free_port, wait_until
+from tests.browser_support import chromium, require_chromium, screenshot, serving
+from tests.net_support import wait_until
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+sync_api = require_chromium()
 EVIL = "<img src=x onerror=alert(1)>"
-
-if not Path(CHROMIUM).exists():
-    if os.environ.get("CI"):
-        raise RuntimeError(f"{CHROMIUM} is missing; browser tests must run under CI")
-    pytest.skip(f"{CHROMIUM} missing (not under CI)", allow_module_level=True)
-
-sync_api = pytest.importorskip("playwright.sync_api")
-
-
-@contextmanager
-def serving(mocks: list[MockTrainer], **config: Any) -> Iterator[str]:
-    """The monitor under uvicorn on a free port, in a thread, following `mocks`."""
-    trainers = [TrainerEndpoints(m.pub_endpoint, m.rep_endpoint) for m in mocks]
-    port = free_port()
-    app = create_app(MonitorConfig(trainers=trainers, port=port, **config))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=5)
-        for m in mocks:
-            m.stop()
 
 
 @pytest.fixture(scope="module")
@@ -73,10 +35,8 @@ def url(mocks: list[MockTrainer]) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    with chromium(sync_api) as b:
         yield b
-        b.close()
 
 
 @pytest.fixture
@@ -90,8 +50,7 @@ def page(browser: Any, url: str, request: pytest.FixtureRequest) -> Iterator[Any
     pg.select_option("#run-select", "demo")
     wait_until(lambda: pg.text_content("#run-name") == "demo" and iteration(pg) > 0, what="live status")
     yield pg
-    ARTIFACTS.mkdir(exist_ok=True)
-    pg.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+    screenshot(pg, request.node.name)
     pg.close()
 
 

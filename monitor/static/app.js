@@ -23,7 +23,7 @@
   // runs: the live runs from the WebSocket, keyed by run id. picked: the run the user chose
   // (sticky, live or past); shown: the run followed automatically, which moves to another run
   // only when it goes offline; without live runs, the newest stored one.
-  const model = { runs: {}, picked: null, shown: null, stored: {} };
+  const model = { runs: {}, picked: params.get("run"), shown: null, stored: {} };  // ?run=ID: an alert's link
   const runList = () => runs.all(model.runs);
   const summary = (id) => runList().find((r) => r.id === id) || null;
   const known = (id) => id != null && (!!model.runs[id] || !!summary(id));
@@ -64,6 +64,10 @@
   function onMessage(msg) {
     if (msg.type === "snapshot") { model.runs = msg.runs; model.shown = msg.current; hist.stale(); refreshRuns(); }
     else if (msg.type === "frame") applyFrame(msg);
+    else if (msg.type === "alert") {  // an alert of the monitor's (alerts.js may show it as a notification)
+      const r = runOf(msg.run); r.events.push(msg.alert); if (r.events.length > MAX_EVENTS) r.events.shift();
+      window.dispatchEvent(new CustomEvent("vsrpp:alert", { detail: msg }));
+    }
     else if (msg.type === "run") { model.runs[msg.run] = msg.snapshot; hist.stale(msg.run); }
     else if (msg.type === "online") { runOf(msg.run).status.trainer_online = msg.online; refreshRuns(); }
     else if (msg.type === "checkpoints") runOf(msg.run).checkpoints = msg.checkpoints;
@@ -248,7 +252,7 @@
     const ol = $("events");
     ol.replaceChildren(...events.slice(-50).reverse().map((e) => {
       const li = document.createElement("li");
-      const kind = "kind" + (ALERT_KINDS.has(e.kind) ? " alert" : "");
+      const kind = "kind" + (e.alert || ALERT_KINDS.has(e.kind) ? " alert" : "");
       for (const [tag, cls, value] of [["time", "", clock(e.ts)], ["span", kind, e.kind], ["span", "msg", e.message]]) {
         const el = document.createElement(tag); if (cls) el.className = cls; el.textContent = String(value ?? ""); li.append(el);
       }
@@ -282,6 +286,7 @@
   const hist = window.VsrHistory(() => schedule(0));
   const runs = window.VsrRuns({ onSelect: choose, onTick: () => schedule(0) });
   const viewer = window.VsrValidation({ onChange: () => schedule(0) });
+  window.VsrDashboard = { charts, hist, runs, viewer, model };  // for the console and the browser tests
   setInterval(refreshRuns, 5000);
   refreshRuns();
   connect();
