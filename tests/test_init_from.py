@@ -138,3 +138,17 @@ def test_a_bad_init_from_file_is_one_line_exit_2_before_data_run_folder_or_socke
     assert str(file) in lines[0] and proc.stdout == ""  # no data error, no monitor line
     assert not run_dir.exists()
     assert all(port_free(port) for port in ports)
+
+
+def test_finetune_recipe_trains_spynet_from_the_start_at_its_reduced_lr_below_the_scratch_lr(tmp_path):
+    configs = Path(__file__).resolve().parents[1] / "trainer" / "configs"
+    init = read_init_from(released_file(tmp_path / "BasicVSRPP_x4_small.pth"))
+    recipe = load_config(configs / "basicvsrpp_finetune.toml")
+    cfg = load_config(configs / "basicvsrpp_finetune.toml", model_settings(init, recipe))
+    assert cfg.schedule.lr_max < load_config(configs / "basicvsrpp_reds.toml").schedule.lr_max
+    assert (cfg.model.name, cfg.model.n_feats, cfg.model.n_blocks, cfg.model.scale) == ("basicvsrpp", 16, 1, 4)
+    model = build(cfg.model.name, **cfg.model.kwargs())
+    init.apply(model)
+    assert model.set_flow_trainable(0)  # no frozen warm-up: SPyNet is already trained
+    spynet = next(g for g in model.param_groups(cfg.schedule.lr_max) if g["name"] == "spynet")
+    assert spynet["lr_mult"] == 0.25
