@@ -24,8 +24,9 @@ from trainer import models
 from trainer.config import Config, TelemetryConfig, TrainConfig
 from trainer.report.telemetry import Telemetry
 from trainer.train.batches import BatchStream
+from trainer.train.checkpoint import state_tensors, training_parts
 from trainer.train.distributed import DistInfo
-from trainer.train.replicas import ReplicaGuard, named_tensors
+from trainer.train.replicas import ReplicaGuard
 from trainer.train.snapshot import BackgroundWriter, SnapshotBuffers, freeze, live_weights
 from trainer.train.state import TrainingState
 
@@ -209,7 +210,7 @@ def _guard_rank(rank: int, init_file: str, steps: int, checks: int, results: Any
         guard.check(i)
         times.append(time.perf_counter() - t0)
     if rank == 0:
-        results.put((step_s, statistics.median(times), len(named_tensors(state)), guard.fingerprint()))
+        results.put((step_s, statistics.median(times), len(state_tensors(training_parts(state))), guard.fingerprint()))
     dist.destroy_process_group()
 
 

@@ -4,17 +4,24 @@ The dict is flat, one named part per key (docs/checkpoints.md lists them; a test
 list equal to `CHECKPOINT_KEYS`). `to_checkpoint` is cheap enough for the loop: small parts are
 copied at once, while weights and optimizer state still reference the live tensors until
 `snapshot.freeze` copies them. Everything loads with `torch.load(weights_only=True)`.
+
+A divergence rollback restores a subset of the same parts (`training_parts`, in the same layout,
+by the same `restore_training_parts`), and `state_tensors` walks the tensors of either.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from trainer.config import GENERIC_MODEL_KEYS, Config
+import torch
+
 from trainer.train.snapshot import capture_rng, live_weights, restore_rng, to_cpu, unwrap
-from trainer.train.state import TrainingState
+
+if TYPE_CHECKING:  # config and state import the divergence guard, which restores through this module
+    from trainer.config import Config
+    from trainer.train.state import TrainingState
 
 # Every top-level key of a training checkpoint (format_version is added by ckpt.save_checkpoint).
 CHECKPOINT_KEYS = ("format_version", "step", "epoch", "timestamp", "type", "model_name", "model_kwargs",
@@ -68,19 +75,11 @@ def from_checkpoint(ckpt: dict[str, Any], state: TrainingState, path: Path) -> i
     """
     check_model(ckpt, state, path)
     try:
-        unwrap(state.model).load_state_dict(ckpt["model_state_dict"])
-        if ckpt.get("optimizer_state_dict"):
-            state.optimizer.load_state_dict(ckpt["optimizer_state_dict"])
+        restore_training_parts(state, ckpt)
     except (RuntimeError, ValueError, KeyError) as exc:
         raise ResumeError(f"cannot resume from {path}: {exc}") from None
-    if ckpt.get("scaler_state_dict"):
-        state.scaler.load_state_dict(ckpt["scaler_state_dict"])
     train = ckpt.get("train_state") or {}
     state.best_score = train.get("best_score")
-    if train.get("clipper"):
-        state.clipper.load_state_dict(train["clipper"])
-    if state.adaptive is not None and train.get("adaptive_loss"):
-        state.adaptive.load_state_dict(train["adaptive_loss"])
     if train.get("divergence"):
         state.divergence.load_state_dict(train["divergence"])
     boost = (ckpt.get("scheduler_state_dict") or {}).get("plateau_boost")
@@ -103,8 +102,48 @@ def last_validation(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: metrics.get(k) for k in ("quality", "loss", "psnr", "ssim")}
 
 
+def training_parts(state: TrainingState) -> dict[str, Any]:
+    """What one optimizer step changes, in the checkpoint's layout, referencing the live state: weights,
+    optimizer, grad scaler, clipper, adaptive loss weights (what a rollback copies and restores)."""
+    return {"model_state_dict": unwrap(state.model).state_dict(),
+            "optimizer_state_dict": state.optimizer.state_dict(),
+            "scaler_state_dict": state.scaler.state_dict() if state.scaler.is_enabled() else None,
+            "train_state": {"clipper": state.clipper.state_dict(),
+                            "adaptive_loss": state.adaptive.state_dict() if state.adaptive else None}}
+
+
+def restore_training_parts(state: TrainingState, saved: dict[str, Any], *, keep_saved: bool = False) -> None:
+    """Load `training_parts` from a checkpoint or a rollback's copy of them; parts it lacks (older
+    files) keep their values. `keep_saved`: copy the optimizer state first, so that `saved`, kept
+    for another rollback, never shares tensors with the live state."""
+    unwrap(state.model).load_state_dict(saved["model_state_dict"])
+    if saved.get("optimizer_state_dict"):
+        optimizer = saved["optimizer_state_dict"]
+        state.optimizer.load_state_dict(to_cpu(optimizer) if keep_saved else optimizer)
+        state.optimizer.zero_grad(set_to_none=True)
+    if saved.get("scaler_state_dict"):
+        state.scaler.load_state_dict(saved["scaler_state_dict"])
+    train = saved.get("train_state") or {}
+    if train.get("clipper"):
+        state.clipper.load_state_dict(train["clipper"])
+    if state.adaptive is not None and train.get("adaptive_loss"):
+        state.adaptive.load_state_dict(train["adaptive_loss"])
+
+
+def state_tensors(saved: dict[str, Any]) -> list[tuple[str, torch.Tensor]]:
+    """Every tensor of a checkpoint's weights and optimizer state (or of `training_parts`), named, in a
+    fixed order: weights and buffers by name, then each parameter's optimizer state by index and key."""
+    tensors = [(name, t) for name, t in saved["model_state_dict"].items() if isinstance(t, torch.Tensor)]
+    for index, per_param in sorted((saved.get("optimizer_state_dict") or {}).get("state", {}).items()):
+        tensors += [(f"optimizer state of parameter {index} ({key})", value)
+                    for key, value in sorted(per_param.items()) if isinstance(value, torch.Tensor)]
+    return tensors
+
+
 def check_model(ckpt: dict[str, Any], state: TrainingState, path: Path) -> None:
     """ResumeError, with the settings that would fit, when the file holds another model."""
+    from trainer.config import GENERIC_MODEL_KEYS  # here: trainer.config imports this module (via divergence)
+
     name, kwargs = ckpt.get("model_name"), ckpt.get("model_kwargs")
     if name is None or (name, kwargs) == (state.model_name, state.model_kwargs):
         return

@@ -25,7 +25,8 @@ import torch
 from torch.nn.utils import get_total_norm
 
 import ckpt
-from trainer.train.snapshot import SnapshotBuffers, to_cpu, unwrap
+from trainer.train.checkpoint import restore_training_parts, state_tensors, training_parts
+from trainer.train.snapshot import SnapshotBuffers
 
 NAN = float("nan")
 EVENT_EVERY_S = 10.0  # nan_skipped events at most this often (the status carries the count always)
@@ -77,12 +78,9 @@ def all_finite(tensors: list[torch.Tensor]) -> torch.Tensor:
     return torch.isfinite(get_total_norm(floats, norm_type=math.inf))
 
 
-def state_tensors(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
-    """Weights, buffers and optimizer state: what a checkpoint or snapshot holds as tensors."""
-    tensors = list(unwrap(model).state_dict().values())
-    for per_param in optimizer.state.values():
-        tensors += [v for v in per_param.values() if isinstance(v, torch.Tensor)]
-    return tensors
+def finite_state(parts: dict[str, Any]) -> bool:
+    """Whether the weights and optimizer state of a checkpoint (or of `training_parts`) are all finite."""
+    return bool(all_finite([t for _, t in state_tensors(parts)]))
 
 
 def optimizer_step(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
@@ -100,48 +98,17 @@ def optimizer_step(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScale
         optimizer.step()
 
 
-# ---- what a rollback restores -----------------------------------------------------------------
-def capture(state: Any, buffers: SnapshotBuffers) -> dict[str, Any]:
-    """A CPU copy of `state`'s weights, optimizer, grad scaler, clipper and adaptive loss weights."""
-    small = {"scaler": state.scaler.state_dict() if state.scaler.is_enabled() else None,
-             "clipper": state.clipper.state_dict(),
-             "adaptive": state.adaptive.state_dict() if state.adaptive is not None else None}
-    return {"model": buffers.capture(unwrap(state.model).state_dict(), "model"),
-            "optimizer": buffers.capture(state.optimizer.state_dict(), "optimizer"), **to_cpu(small)}
-
-
-def restore(state: Any, snap: dict[str, Any]) -> None:
-    unwrap(state.model).load_state_dict(snap["model"])
-    state.optimizer.load_state_dict(snap["optimizer"])
-    state.optimizer.zero_grad(set_to_none=True)
-    if snap.get("scaler"):
-        state.scaler.load_state_dict(snap["scaler"])
-    if snap.get("clipper"):
-        state.clipper.load_state_dict(snap["clipper"])
-    if snap.get("adaptive") and state.adaptive is not None:
-        state.adaptive.load_state_dict(snap["adaptive"])
-
-
-def from_checkpoint(saved: dict[str, Any]) -> dict[str, Any]:
-    """The rollback part of a checkpoint dict (docs/checkpoints.md), in `capture`'s layout."""
-    train = saved.get("train_state") or {}
-    return {"model": saved["model_state_dict"], "optimizer": saved["optimizer_state_dict"],
-            "scaler": saved.get("scaler_state_dict"), "clipper": train.get("clipper"),
-            "adaptive": train.get("adaptive_loss")}
-
-
+# ---- what a rollback restores: checkpoint.training_parts ----------------------------------------
 def finite_checkpoint(run_dir: Path, step: int | None = None) -> tuple[int, dict[str, Any]] | None:
-    """(step, rollback state) of the newest checkpoint (at `step` if given) whose tensors are all finite."""
+    """(step, checkpoint) of the newest checkpoint (at `step` if given) whose tensors are all finite."""
     entries = sorted(ckpt.list_checkpoints(run_dir), key=lambda e: e["step"], reverse=True)
     for entry in (e for e in entries if step is None or e["step"] == step):
         try:
-            snap = from_checkpoint(ckpt.load_checkpoint(entry["path"]))
+            saved = ckpt.load_checkpoint(entry["path"])
+            if finite_state(saved):
+                return int(entry["step"]), saved
         except (ckpt.CheckpointError, KeyError, OSError):
             continue
-        tensors = list(snap["model"].values())
-        tensors += [v for s in snap["optimizer"]["state"].values() for v in s.values() if torch.is_tensor(v)]
-        if bool(all_finite(tensors)):
-            return int(entry["step"]), snap
     return None
 
 
@@ -231,7 +198,7 @@ class Guard:
             self.unreported = 0
         if consecutive >= cfg.max_skips:
             self._roll_back(step, f"{consecutive} non-finite steps in a row", state, tel, run_dir)
-        elif snapshot_due and not bool(all_finite(state_tensors(state.model, state.optimizer))):
+        elif snapshot_due and not finite_state(training_parts(state)):
             self._roll_back(step, "non-finite weights", state, tel, run_dir)
         elif snapshot_due and consecutive == 0 and self._clean_since_rollback(step):
             self._take_snapshot(step, state)
@@ -243,7 +210,7 @@ class Guard:
     def refuse_reason(self, state: Any) -> str | None:
         """Why the state must not be saved now (None: it may); a sync, as every save has. Isolated
         skipped steps change nothing, but a streak long enough for a rollback means a diverged state."""
-        if not bool(all_finite(state_tensors(state.model, state.optimizer))):
+        if not finite_state(training_parts(state)):
             return "weights or optimizer state hold non-finite values"
         self._read()
         if self.cfg.enabled and self.consecutive >= self.cfg.max_skips:
@@ -255,7 +222,7 @@ class Guard:
         return self.last_rollback is None or step - self.last_rollback >= self.cfg.snapshot_every
 
     def _take_snapshot(self, step: int, state: Any) -> None:
-        self._snapshot, self.snapshot_step = (step, capture(state, self._buffers)), step
+        self._snapshot, self.snapshot_step = (step, self._buffers.capture(training_parts(state), "rollback")), step
 
     def _report_skips(self, step: int, tel: Any) -> None:
         now = time.monotonic()
@@ -277,7 +244,7 @@ class Guard:
         from_step, snap = source
         tel.event("diverged", f"Training diverged at step {step} ({reason}): rolling back to step {from_step}",
                   step=step, restore_step=from_step)
-        restore(state, {**snap, "optimizer": to_cpu(snap["optimizer"])})  # a copy: never alias the snapshot
+        restore_training_parts(state, snap, keep_saved=True)
         self.consecutive = 0
         self.rollbacks += 1
         self.since_progress += 1

@@ -2,8 +2,8 @@
 
 DDP averages gradients but never re-syncs weights after the start, so any difference in the
 update rule (a decision only one rank took) makes the replicas drift apart silently. Every
-`every` steps and before every save, each rank computes a digest of its parameters and
-optimizer state (per tensor: the L1 and L2 norms in float64, on the device), the ranks
+`every` steps and before every save, each rank computes a digest of its weights, buffers and
+optimizer state (`checkpoint.state_tensors`; per tensor: the L1 and L2 norms in float64, on the device), the ranks
 all-gather the digests and compare them exactly; a mismatch raises `ReplicaMismatch`, naming
 the ranks that differ from rank 0 and the first tensor where they do.
 """
@@ -16,6 +16,7 @@ import os
 import torch
 import torch.distributed as dist
 
+from trainer.train.checkpoint import state_tensors, training_parts
 from trainer.train.distributed import DistInfo
 from trainer.train.snapshot import unwrap
 from trainer.train.state import TrainingState
@@ -28,24 +29,12 @@ class ReplicaMismatch(RuntimeError):
     """The ranks' models or optimizer states differ: training on would train different models."""
 
 
-def named_tensors(state: TrainingState) -> list[tuple[str, torch.Tensor]]:
-    """Parameters, then each parameter's optimizer state tensors, in a fixed order."""
-    model = unwrap(state.model)
-    out = [(name, p) for name, p in model.named_parameters()]
-    names = {p: name for name, p in out}
-    for group in state.optimizer.param_groups:
-        for p in group["params"]:
-            for key, value in sorted(state.optimizer.state.get(p, {}).items()):
-                if isinstance(value, torch.Tensor):
-                    out.append((f"{names.get(p, '?')} ({key})", value))
-    return out
-
-
 def digest(tensors: list[torch.Tensor], device: torch.device) -> torch.Tensor:
     """[len(tensors), 2] float64 on `device`: each tensor's L1 and L2 norm, summed in float64."""
-    rows = [torch.stack((torch.linalg.vector_norm(t.detach(), 1, dtype=torch.float64),
-                         torch.linalg.vector_norm(t.detach(), 2, dtype=torch.float64))).to(device)
-            for t in tensors]
+    values = [t.detach() if t.is_floating_point() else t.detach().double() for t in tensors]  # e.g. int buffers
+    rows = [torch.stack((torch.linalg.vector_norm(t, 1, dtype=torch.float64),
+                         torch.linalg.vector_norm(t, 2, dtype=torch.float64))).to(device)
+            for t in values]
     return torch.stack(rows)
 
 
@@ -74,7 +63,7 @@ class ReplicaGuard:
         """ReplicaMismatch unless every rank holds the same parameters and optimizer state."""
         if not self.info.enabled:
             return
-        names, tensors = zip(*named_tensors(self.state), strict=True)
+        names, tensors = zip(*state_tensors(training_parts(self.state)), strict=True)
         mine = digest(list(tensors), self.state.device)
         gathered = [torch.empty_like(mine) for _ in range(self.info.world_size)]
         dist.all_gather(gathered, mine)
@@ -88,4 +77,4 @@ class ReplicaGuard:
 
     def fingerprint(self) -> str:
         """This rank's digest in short text form."""
-        return fingerprint(digest([t for _, t in named_tensors(self.state)], self.state.device))
+        return fingerprint(digest([t for _, t in state_tensors(training_parts(self.state))], self.state.device))
