@@ -169,6 +169,7 @@ def test_history_across_resumes_is_one_unbroken_curve_where_the_later_records_wi
     assert shown(reply) == curve.expected(10_000, 0, 2_000)
     assert [p["iteration"] for p in reply["history"]] == list(range(1, 2_001))
     assert [v["iteration"] for v in reply["validations"]] == list(range(100, 2_001, 100))
+    assert reply["validations"][0] == {"iteration": 100, **VAL, "timestamp": reply["validations"][0]["timestamp"]}
     assert reply["last_iteration"] == 2_000 and reply["from"] == 0 and reply["to"] == 2_000
     thinned = history(curve.log.history, {"points": 20})
     assert shown(thinned) == curve.expected(20, 0, 2_000) and max(p[2] for p in shown(thinned)) == 50.0

@@ -9,10 +9,13 @@ written when a process starts training at step s, drops those past s). So each k
 a stack sorted by step: appended, and cut back when a run goes back.
 
 Files (fixed-size little-endian rows, read through np.memmap):
-- `train.bin`: step, byte offset of its line, loss_min, loss_max per live train record;
-- `val.bin`: step, byte offset per live validation record;
-- `levelK.bin`: (loss_min, loss_max) of each complete block of FANOUT**K train rows, so the extremes
-  of any row range come from O(FANOUT * levels) values (trainer.report.history reads them);
+- `train.bin`: a history point per live train record (`protocol.HISTORY_FIELDS`, read from the record's
+  keys `RECORD_NAMES`), so a reply needs no JSON;
+- `val.bin`: a validation point per live val record (`protocol.VALIDATION_POINT_FIELDS`; `metric_space`
+  as 1 + its place in `protocol.METRIC_SPACES`, 0 when absent; absent numbers as NaN);
+- `levelK.bin`: the last iteration and the lowest loss_min and highest loss_max of each complete block of
+  FANOUT**K train rows, so finding an iteration and the extremes of any row range read
+  O(FANOUT * levels) values (trainer.report.history reads them);
 - `meta.json`: the metrics.jsonl bytes indexed, the row counts and their CRC32, written after every
   cut and every META_EVERY records. On open, an index that does not match metrics.jsonl (missing,
   truncated, corrupt, another file) is rebuilt from it; a matching one is extended with the lines
@@ -34,12 +37,19 @@ from typing import Any
 
 import numpy as np
 
-VERSION = 1
+from protocol import HISTORY_FIELDS, METRIC_SPACES, VALIDATION_POINT_FIELDS
+
+VERSION = 3
 FANOUT = 16
 META_EVERY = 256
-TRAIN_ROW = np.dtype([("step", "<i8"), ("offset", "<i8"), ("lo", "<f8"), ("hi", "<f8")])
-VAL_ROW = np.dtype([("step", "<i8"), ("offset", "<i8")])
-LEVEL_ROW = np.dtype([("lo", "<f8"), ("hi", "<f8")])
+# A history point's field -> the name its value has in a metrics.jsonl `train` record.
+RECORD_NAMES = {"iteration": "step", "total_loss": "loss", "learn_rate": "lr", "iter_speed": "iter_speed",
+                "gpu_memory": "gpu_memory", "timestamp": "ts", "loss_min": "loss_min", "loss_max": "loss_max"}
+assert tuple(RECORD_NAMES) == HISTORY_FIELDS
+TRAIN_ROW = np.dtype([(name, "<i8" if name == "iteration" else "<f8") for name in HISTORY_FIELDS])
+VAL_ROW = np.dtype([(name, "<i8" if name in ("iteration", "metric_space") else "<f8")
+                    for name in VALIDATION_POINT_FIELDS])
+LEVEL_ROW = np.dtype([("iteration", "<i8"), ("loss_min", "<f8"), ("loss_max", "<f8")])  # iteration: the block's last
 _HEAD_BYTES = 256  # the start of metrics.jsonl that identifies it (another file after an archive differs)
 _CHUNK = 1 << 16  # rows per chunk when scanning a whole file
 
@@ -66,11 +76,19 @@ def _float(value: Any) -> float:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
 
 
-def _extremes(entries: list[tuple[float, float]]) -> tuple[float, float]:
-    """(lowest lo, highest hi), NaN ignored unless all are NaN (as np.fmin/np.fmax)."""
-    los = [lo for lo, _ in entries if lo == lo]
-    his = [hi for _, hi in entries if hi == hi]
-    return (min(los) if los else math.nan, max(his) if his else math.nan)
+def _block(entries: list[tuple[int, float, float]]) -> tuple[int, float, float]:
+    """(last iteration, lowest lo, highest hi), NaN ignored unless all are NaN (as np.fmin/np.fmax)."""
+    los = [lo for _, lo, _ in entries if lo == lo]
+    his = [hi for _, _, hi in entries if hi == hi]
+    return (entries[-1][0], min(los) if los else math.nan, max(his) if his else math.nan)
+
+
+def _val_row(step: int, record: dict[str, Any]) -> list[int | float]:
+    space = record.get("metric_space")
+    values = {**record, "timestamp": record.get("ts"),
+              "metric_space": METRIC_SPACES.index(space) + 1 if space in METRIC_SPACES else 0}
+    return [step, *(values["metric_space"] if f == "metric_space" else _float(values.get(f))
+                    for f in VALIDATION_POINT_FIELDS[1:])]
 
 
 class Stack:
@@ -94,8 +112,8 @@ class Stack:
         self._at_end = False
         self.count = count
         self.crc = self.prefix_crc(count) if crc is None else crc
-        has_step = "step" in self.dtype.names
-        self.last_step = int(self.read(count - 1, count)["step"][0]) if count and has_step else -1
+        has_step = "iteration" in self.dtype.names
+        self.last_step = int(self.read(count - 1, count)["iteration"][0]) if count and has_step else -1
 
     def push(self, row: tuple) -> None:
         data = self.packer.pack(*row)
@@ -111,7 +129,7 @@ class Stack:
         """Drop the rows past `step` (and at it unless `keep_equal`); True when any went."""
         if self.last_step < step or (keep_equal and self.last_step == step):
             return False
-        steps = self.read(0, self.count)["step"]
+        steps = self.read(0, self.count)["iteration"]
         self.reset(int(np.searchsorted(steps, step, side="right" if keep_equal else "left")))
         return True
 
@@ -146,10 +164,11 @@ class HistoryIndex:
         self.train = Stack(self.folder / "train.bin", TRAIN_ROW)
         self.val = Stack(self.folder / "val.bin", VAL_ROW)
         self.levels: list[Stack] = []  # level K at [K - 1]
-        self._pending: list[list[tuple[float, float]]] = [[]]  # per level: entries not yet in a full block
+        self._pending: list[list[tuple[int, float, float]]] = [[]]  # per level: entries not yet in a full block
         self.generation = 0
         self.indexed = 0  # bytes of metrics.jsonl indexed
         self._since_meta = 0
+        self._bulk = False  # while reading metrics.jsonl on open: meta.json once at the end
         self.rebuilt = False  # whether open found no usable index (for the benchmark and tests)
         self.failed = False  # a write failed: no more updates in this process
         with self._lock:
@@ -201,18 +220,22 @@ class HistoryIndex:
             fh = open(self.source, "rb")
         except FileNotFoundError:
             return
-        with fh:
-            fh.seek(self.indexed)
-            offset = self.indexed
-            for line in fh:
-                if not line.endswith(b"\n"):
-                    break
-                try:
-                    record = json.loads(line)
-                except ValueError:  # a line torn by a crash, then continued by the next process
-                    record = None
-                self._add(offset, offset + len(line), record)
-                offset += len(line)
+        self._bulk = True
+        try:
+            with fh:
+                fh.seek(self.indexed)
+                offset = self.indexed
+                for line in fh:
+                    if not line.endswith(b"\n"):
+                        break
+                    try:
+                        record = json.loads(line)
+                    except ValueError:  # a line torn by a crash, then continued by the next process
+                        record = None
+                    self._add(offset, offset + len(line), record)
+                    offset += len(line)
+        finally:
+            self._bulk = False
 
     # ---- writing ----------------------------------------------------------------------------
     def add(self, offset: int, end: int, record: dict[str, Any]) -> None:
@@ -241,26 +264,25 @@ class HistoryIndex:
         if cut_train:
             self._after_train_cut()
         if kind == "train":
-            loss = _float(record.get("loss"))
-            lo, hi = _float(record.get("loss_min", loss)), _float(record.get("loss_max", loss))
-            self.train.push((step, offset, lo, hi))
-            self._push_level(0, (lo, hi))
+            loss = record.get("loss")  # records from before loss_min/loss_max: the record's own loss
+            row = [step, *(_float(record.get(RECORD_NAMES[f], loss if f in ("loss_min", "loss_max") else None))
+                           for f in HISTORY_FIELDS[1:])]
+            self.train.push(row)
+            self._push_level(0, (step, row[-2], row[-1]))
         elif kind == "val":
-            self.val.push((step, offset))
+            self.val.push(_val_row(step, record))
         if cut_train or cut_val:
             self.generation += 1
+        self._since_meta += 1
+        if not self._bulk and (cut_train or cut_val or self._since_meta >= META_EVERY):
             self._write_meta()
-        else:
-            self._since_meta += 1
-            if self._since_meta >= META_EVERY:
-                self._write_meta()
 
-    def _push_level(self, level: int, entry: tuple[float, float]) -> None:
+    def _push_level(self, level: int, entry: tuple[int, float, float]) -> None:
         pending = self._pending[level]
         pending.append(entry)
         if len(pending) < FANOUT:
             return
-        block = _extremes(pending)
+        block = _block(pending)
         pending.clear()
         if len(self.levels) <= level:
             self.levels.append(Stack(self.folder / f"level{level + 1}.bin", LEVEL_ROW))
@@ -293,7 +315,9 @@ class HistoryIndex:
             for start in range(0, blocks * FANOUT, step):
                 rows = source.read(start, min(blocks * FANOUT, start + step)).reshape(-1, FANOUT)
                 out = np.empty(len(rows), LEVEL_ROW)
-                out["lo"], out["hi"] = np.fmin.reduce(rows["lo"], axis=1), np.fmax.reduce(rows["hi"], axis=1)
+                out["iteration"] = rows["iteration"][:, -1]
+                out["loss_min"] = np.fmin.reduce(rows["loss_min"], axis=1)
+                out["loss_max"] = np.fmax.reduce(rows["loss_max"], axis=1)
                 stack.fh.write(out.tobytes())
             stack.count = blocks
             self.levels.append(stack)
@@ -306,7 +330,8 @@ class HistoryIndex:
         for stack in stacks:
             full = stack.count - stack.count % FANOUT
             rows = stack.read(full, stack.count)
-            self._pending.append(list(zip(rows["lo"].tolist(), rows["hi"].tolist(), strict=True)))
+            self._pending.append(list(zip(rows["iteration"].tolist(), rows["loss_min"].tolist(),
+                                          rows["loss_max"].tolist(), strict=True)))
         while self.levels and self.levels[-1].count == 0:  # a cut emptied the top level
             self.levels.pop().close()
             self._pending.pop()
