@@ -10,6 +10,7 @@ from pathlib import Path
 from protocol import DEFAULT_PUB, DEFAULT_REP, LOOPBACK, MONITOR_PORT
 
 from . import runs_cli
+from .alerts import DEFAULT_NOTIFY_ON, DEFAULT_STALL_AFTER_S, KINDS, AlertSettings, host_of, parse_kinds
 from .config import ConfigError, MonitorConfig, TrainerEndpoints
 from .runs_cli import COMMANDS
 from .store import StoreError, default_path
@@ -33,6 +34,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--db", default=str(default_path()), metavar="PATH",
                    help="the SQLite file that keeps every run (default $XDG_DATA_HOME/vsrpp/monitor.sqlite); "
                         ":memory: keeps nothing")
+    p.add_argument("--notify", action="append", default=[], metavar="URL",
+                   help="POST each alert as JSON to URL: a Slack, Discord, Mattermost or ntfy webhook, ... "
+                        "(repeatable; also $VSRPP_NOTIFY, comma-separated)")
+    p.add_argument("--notify-on", default=",".join(DEFAULT_NOTIFY_ON), metavar="KIND,...",
+                   help=f"the alert kinds to send (default: all but new_best; kinds: {','.join(KINDS)})")
+    p.add_argument("--stall-after", type=float, default=DEFAULT_STALL_AFTER_S, metavar="SECONDS",
+                   help=f"a run with no frame for this long is stalled (default {DEFAULT_STALL_AFTER_S:g})")
+    p.add_argument("--public-url", metavar="URL", help="the dashboard's address for the alerts' readers; "
+                                                      "each alert links to its run there")
     p.add_argument("--log-level", default="warning", help="uvicorn log level (default warning)")
     return p.parse_args(argv)
 
@@ -42,8 +52,14 @@ def config_from(args: argparse.Namespace) -> MonitorConfig:
     if len(pubs) != len(reps):
         raise ConfigError(f"give --pub and --rep in pairs: got {len(pubs)} --pub and {len(reps)} --rep")
     trainers = [TrainerEndpoints(pub, rep) for pub, rep in zip(pubs, reps, strict=True)]
+    notify = [u for u in os.environ.get("VSRPP_NOTIFY", "").split(",") if u.strip()] + args.notify
+    try:
+        alerts = AlertSettings(notify=tuple(notify), notify_on=parse_kinds(args.notify_on),
+                               stall_after_s=args.stall_after, public_url=args.public_url)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     return MonitorConfig(trainers=trainers, host=args.host, port=args.port, token=args.token,
-                         insecure=args.insecure, keys=args.keys, db=args.db)
+                         insecure=args.insecure, keys=args.keys, alerts=alerts, db=args.db)
 
 
 def serve(config: MonitorConfig, log_level: str = "warning") -> None:
@@ -57,6 +73,9 @@ def serve(config: MonitorConfig, log_level: str = "warning") -> None:
     trainers = ", ".join(f"{t.pub} / {t.rep}" for t in config.trainers)
     print(f"Monitor: http://{shown}:{config.port}  (trainer {trainers})", flush=True)
     print(f"Runs kept in {config.db}", flush=True)
+    if config.alerts.notify:  # the hosts only: a webhook URL is often the credential itself
+        hosts = ", ".join(host_of(u) for u in config.alerts.notify)
+        print(f"Alerts: {','.join(config.alerts.notify_on)} to {hosts}", flush=True)
     uvicorn.run(app, host=config.host, port=config.port, log_level=log_level)
 
 

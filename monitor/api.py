@@ -180,6 +180,13 @@ async def events(request: Request, run: Target) -> JSONResponse:
 
 
 @per_run
+async def alerts(request: Request, run: Target) -> JSONResponse:
+    """The run's alerts with their delivery state (GET /api/alerts?run=ID)."""
+    rows = await asyncio.to_thread(monitor_of(request).store.alerts, run.id)
+    return JSONResponse({"run": run.id, "alerts": rows})
+
+
+@per_run
 async def validation(request: Request, run: Target) -> JSONResponse:
     """A validation's metrics: ?iteration=I from the store, else the latest (live, else stored)."""
     try:

@@ -18,6 +18,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from protocol import SecurityConfig
 
 from . import api
+from .alerting import Alerts
 from .bridge import Bridge
 from .config import MonitorConfig
 from .hub import Hub, dumps
@@ -76,7 +77,8 @@ def build_monitor(config: MonitorConfig, state: MonitorState | None = None) -> a
     state = state or MonitorState(offline_after=config.offline_after_s, recent=config.history_recent)
     hub = Hub()
     store = Store(config.db, owner={"port": config.port})  # StoreBusy when another monitor holds the file
-    return api.Monitor(config, state, hub, Bridge(state, hub, links, Recorder(store)), store)
+    alerts = Alerts(config.alerts, store)
+    return api.Monitor(config, state, hub, Bridge(state, hub, links, Recorder(store), alerts=alerts), store)
 
 
 def create_app(config: MonitorConfig | None = None, state: MonitorState | None = None) -> Starlette:
@@ -100,6 +102,7 @@ def create_app(config: MonitorConfig | None = None, state: MonitorState | None =
         Route("/api/checkpoints", api.checkpoints),
         Route("/api/runs", api.runs),
         Route("/api/events", api.events),
+        Route("/api/alerts", api.alerts),
         Route("/api/validation", api.validation),
         Route("/api/validation.png", api.validation_image),
         Route("/metrics", api.prometheus),

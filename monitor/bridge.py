@@ -13,6 +13,7 @@ from typing import Any
 
 from protocol import json_safe
 
+from .alerting import Alerts
 from .hub import Hub
 from .link import BadReply, TrainerLink, TrainerUnavailable
 from .recorder import Recorder, backfill
@@ -25,9 +26,12 @@ RECORD_EVERY_S = 10.0  # a live run's new stretch of the trainer's record is fet
 
 class Bridge:
     def __init__(self, state: MonitorState, hub: Hub, links: list[TrainerLink], recorder: Recorder,
-                 tick_s: float = 0.5):
+                 tick_s: float = 0.5, alerts: Alerts | None = None):
         self.state = state
         self.hub = hub
+        self.alerts = alerts
+        if alerts is not None:
+            alerts.attach(state, hub)
         self.links = {link.key: link for link in links}
         self.recorder = recorder
         self.tick_s = tick_s
@@ -40,11 +44,15 @@ class Bridge:
         for link in self.links.values():
             link.start(self._deliver, self._reject)
         self._spawn(self._watch_online())
+        if self.alerts is not None:
+            await self.alerts.start()
 
     async def stop(self) -> None:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.alerts is not None:
+            await self.alerts.stop()
         await asyncio.to_thread(self._close_links)
         self.hub.close()
 
@@ -69,6 +77,8 @@ class Bridge:
         if run is not None:
             self.recorder.frame(run, topic, payload)
         self.hub.publish({"type": "frame", "topic": topic, "run": update.run, "data": update.data})
+        if self.alerts is not None:
+            self.alerts.on_frame(update.run, topic, payload)
         if update.needs_sync:
             self._spawn(self.sync(update.run))
         elif update.checkpoints_changed:
@@ -160,6 +170,8 @@ class Bridge:
             await asyncio.sleep(self.tick_s)
             for run, online in self.state.online_changes():
                 self.hub.publish({"type": "online", "run": run, "online": online})
+            if self.alerts is not None:
+                self.alerts.tick()
             if asyncio.get_running_loop().time() - last_record >= RECORD_EVERY_S:
                 last_record = asyncio.get_running_loop().time()
                 for run in [r.name for r in self.state.runs.values() if r.online and r.name not in self._syncing]:

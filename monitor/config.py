@@ -8,6 +8,8 @@ from pathlib import Path
 
 from protocol import DEFAULT_PUB, DEFAULT_REP, LOOPBACK, MONITOR_PORT
 
+from .alerts import AlertSettings
+
 TRANSPORTS = ("tcp://", "ipc://", "inproc://")
 
 
@@ -40,6 +42,7 @@ class MonitorConfig:
     max_body_bytes: int = 16 * 1024
     history_recent: int = 2000  # live points kept in memory per run (the whole history is in the store)
     db: str = ":memory:"  # the SQLite store (`python -m monitor` defaults to store.default_path())
+    alerts: AlertSettings = field(default_factory=AlertSettings)  # --notify, --notify-on, --stall-after, ...
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:

@@ -105,7 +105,7 @@ EVENTS: dict[str, Schema] = {
     "paused": _STEP,
     "resumed": _STEP,
     "set": {"key": req(STR), "value": req(ANY)},
-    "error": {"step": opt(INT), "path": opt(STR)},
+    "error": {"step": opt(INT), "path": opt(STR), "fatal": opt(BOOL)},  # fatal: the run ends because of it
     "validation_started": _STEP,
     "validation_finished": {**_STEP, "quality": opt(FLOAT), "psnr": opt(FLOAT), "ssim": opt(FLOAT)},
     "checkpoint_saved": {**_STEP, "path": req(STR), "filename": opt(STR), "type": opt(STR),

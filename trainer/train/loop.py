@@ -104,11 +104,11 @@ class Trainer:
             tel.event("finished", f"Reached max_iters={self.cfg.train.max_iters}", step=self.step)
             return 0
         except DivergenceError as exc:  # the run stops itself; nothing diverged is saved
-            tel.event("error", f"Training stopped at step {self.step}: {exc}", step=self.step)
+            tel.event("error", f"Training stopped at step {self.step}: {exc}", step=self.step, fatal=True)
             raise
         except Exception as exc:
             tel.event("error", f"Training failed at step {self.step}: {type(exc).__name__}: {exc}",
-                      step=self.step)
+                      step=self.step, fatal=True)
             try:
                 self.save("emergency", sync=True)
             except Exception as save_exc:  # keep the original error as the one that is raised
