@@ -3,9 +3,10 @@ they make about command lines, config keys, defaults, modules and paths, each wi
 the argparse parser of each command line.
 
 Conventions the documents follow so that a test can read them:
-- a command line is named as `python -m MODULE` or `just RECIPE`; every `--flag` after it, up to the next
-  command line or heading, is one of its flags (a flag before any command line: one of some CLI's flags);
-  the word after its name, or a list item's first word, names a subcommand for that paragraph;
+- a command line is named as `python -m MODULE` or `just RECIPE`; every `--flag` after it in the same
+  paragraph (or the next one, when this one ends with a colon), up to the next command line, is one of its
+  flags; else a flag is one of the CLI named in the section's heading; else one of some CLI's flags. The
+  word after the CLI's name, or a list item's first word, names a subcommand for that paragraph;
 - a config key is `section.key` (in a ```python block only inside quotes, where `x.y` is Python);
 - a default is stated as `` `--flag` (VALUE) `` or `` `section.key` (VALUE) ``, in a `| flag | default |`
   table, or as `name=VALUE` in a call signature `Name(...)` of a class or function.
@@ -86,18 +87,21 @@ _VALUE = r"([\w.+-]+)(?:[:;,][^)`]*)?"  # a stated default: one word, maybe foll
 
 
 def cli_flags(doc: str) -> Iterator[Claim]:
-    """Every `--flag` of the document, with the command line named last before it in the same section, and
-    the default stated with it (`` `--flag` (VALUE) ``, or its row's cell in a table with a `default`
-    column). The word after a command line's name, or a list item's first word, names its subcommand for
-    that paragraph; a command line inside a ```text block is quoted output and names nothing."""
+    """Every `--flag` of the document, with its command line (the conventions above) and the default stated
+    with it (`` `--flag` (VALUE) ``, or its row's cell in a table with a `default` column). A command line
+    inside a ```text block is quoted output and names nothing."""
     text = read(doc)
     quoted = [range(m.start(), m.end()) for m in re.finditer(r"^```text\n.*?^```", text, re.DOTALL | re.MULTILINE)]
-    cli = sub = item = None
+    cli = sub = item = None  # named in this paragraph (or the one before, when it ends with a colon)
+    section = None  # named in the heading
     for m in _TOKEN.finditer(text):
         if m.group("heading"):
             cli = sub = item = None
-        elif m.group("blank"):  # a subcommand is named for its paragraph only
-            sub = item = None
+            named = _CLI.search(text, m.end(), text.find("\n", m.end()))
+            section = (CLIS[int(named.lastgroup[1:])][1] or "-") if named else None
+        elif m.group("blank"):
+            if not text[:m.start()].rstrip().endswith(":"):
+                cli = sub = item = None
         elif m.group("item"):
             item = re.match(r"[a-z]+", text[m.end():]).group(0)
         elif m.group("flag"):
@@ -105,7 +109,7 @@ def cli_flags(doc: str) -> Iterator[Claim]:
             stated = re.match(rf"` \({_VALUE}\)", text[m.end():]) if text[m.start() - 1] == "`" else None
             value = stated.group(1) if stated else table_default(text, m.start())
             for head in alternatives.split(",") if alternatives else [""]:
-                yield Claim(doc, line_of(text, m.start()), f"--{head}{rest}", cli, item or sub, value)
+                yield Claim(doc, line_of(text, m.start()), f"--{head}{rest}", cli or section, item or sub, value)
         elif not any(m.start() in block for block in quoted):
             cli = CLIS[int(m.lastgroup[1:])][1] or "-"
             after = re.match(r"[ `]+([a-z]+)\b", text[m.end():])
