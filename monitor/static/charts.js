@@ -35,7 +35,10 @@ window.VsrCharts = ($, handlers) => {
     return values.map((v) => (v == null ? acc : (acc = acc == null ? v : alpha * acc + (1 - alpha) * v)));
   }
 
-  function line(label, stroke, extra = {}) { return { label, stroke, width: 2, spanGaps: true, ...extra }; }
+  // a series; history lines are dense, so only validation series draw their points
+  function line(label, stroke, extra = {}) {
+    return { label, stroke, width: 2, spanGaps: true, points: { show: false }, ...extra };
+  }
 
   // One spec: series (after x), the run each series belongs to, bands, and the data they share.
   function spec(tables, series, runs, bands = []) {
@@ -51,7 +54,7 @@ window.VsrCharts = ($, handlers) => {
       const add = (s, values) => { series.push(s); runs.push(r.id); columns.push(values); return series.length; };
       if (single) add(line("loss", fade(r.colour, 0.35), { width: 1 }), raw);
       add(line(single ? "smoothed" : r.name, r.colour), ema(raw, alpha));
-      const edge = (label) => line(label, fade(r.colour, 0.3), { width: 1, legend: single, points: { show: false } });
+      const edge = (label) => line(label, fade(r.colour, 0.3), { width: 1, legend: single });
       const hi = add(edge("max"), pts.map((p) => positive(p.loss_max ?? p.total_loss)));
       const lo = add(edge("min"), pts.map((p) => positive(p.loss_min ?? p.total_loss)));
       bands.push({ series: [hi, lo], fill: fade(r.colour, 0.16) });

@@ -84,8 +84,7 @@ window.VsrHistory = (onChange) => {
   }
 
   const validations = (id) => (cache[id] ? cache[id].validations : []);
-  const loaded = (id) => !!cache[id] && cache[id].at > 0;
   function stale(id) { for (const [key, e] of Object.entries(cache)) if (id == null || key === id) e.at = 0; }
 
-  return { want, setZoom, zoom: () => zoom, addStatus, addValidation, points, validations, loaded, stale };
+  return { want, setZoom, zoom: () => zoom, addStatus, addValidation, points, validations, stale };
 };
