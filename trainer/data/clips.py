@@ -14,13 +14,14 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from trainer.media import frame_files
+
 from .images import DEGRADATIONS, DataError, augment, degrade, read_rgb, to_tensor
 from .rawclips import RAW_SUFFIX, RawClip
 from .sampler import sample_rng, split_key
 
 __all__ = ["ClipFolderDataset", "find_clips", "Clip"]
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 VAL_WINDOWS_PER_CLIP = 4
 
 Clip = list[Path] | RawClip  # a folder's sorted frame files, or one raw clip file
@@ -34,7 +35,7 @@ def find_clips(root: Path, num_frames: int) -> list[Clip]:
     clips: list[Clip] = []
     for entry in sorted(root.iterdir()):
         if entry.is_dir():
-            clip: Clip = sorted(p for p in entry.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            clip: Clip = frame_files(entry)
         elif entry.suffix == RAW_SUFFIX:
             clip = RawClip(entry)
         else:

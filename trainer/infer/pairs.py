@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.data.clips import IMAGE_SUFFIXES
 from trainer.data.images import degrade, read_rgb
 from trainer.infer.video import import_av
+from trainer.media import frame_files
 
 __all__ = ["Clip", "EvaluateError", "Frame", "clip_frames", "count_frames", "find_clips", "pair_lr", "read_frames"]
 
@@ -31,19 +31,15 @@ class Clip:
     source: Path  # a frame folder or a video file
 
 
-def _images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-
-
 def find_clips(path: Path) -> list[Clip]:
     """A video file or a frame folder is one clip; a folder of frame folders is one clip each."""
     if path.is_file():
         return [Clip(path.stem, path)]
     if not path.is_dir():
         raise EvaluateError(f"{path}: no such file or folder")
-    if _images(path):
+    if frame_files(path):
         return [Clip(path.name, path)]
-    clips = [Clip(d.name, d) for d in sorted(path.iterdir()) if d.is_dir() and _images(d)]
+    clips = [Clip(d.name, d) for d in sorted(path.iterdir()) if d.is_dir() and frame_files(d)]
     if not clips:
         raise EvaluateError(f"{path}: no frames (expected ROOT/CLIP/*.png, a folder of PNG/JPG frames or a video)")
     return clips
@@ -64,7 +60,7 @@ def _decode_video(path: Path) -> Iterator[np.ndarray]:
 def count_frames(source: Path) -> int | None:
     """A frame folder's frame count, or what a video's header announces (None: it does not say)."""
     if source.is_dir():
-        return len(_images(source))
+        return len(frame_files(source))
     av = import_av()
     try:
         with av.open(str(source)) as container:
@@ -76,7 +72,7 @@ def count_frames(source: Path) -> int | None:
 def read_frames(source: Path) -> Iterator[tuple[str, np.ndarray]]:
     """(frame name without suffix, uint8 [H, W, 3]) of a frame folder or a video file, one at a time."""
     if source.is_dir():
-        frames: Iterable[tuple[str, np.ndarray]] = ((f.stem, read_rgb(f)) for f in _images(source))
+        frames: Iterable[tuple[str, np.ndarray]] = ((f.stem, read_rgb(f)) for f in frame_files(source))
     else:
         frames = ((f"{i:08d}", a) for i, a in enumerate(_decode_video(source)))
     size = None

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 from PIL import Image
@@ -20,8 +21,9 @@ from torch import Tensor
 
 from trainer.data.images import to_tensor
 from trainer.infer.model import UpscaleError
+from trainer.media import frame_files
+from trainer.media import import_av as _import_av
 
-IMAGE_EXT = (".png", ".jpg", ".jpeg")
 VIDEO_EXT = (".mp4", ".mkv", ".mov", ".avi", ".webm")
 CRF_CODECS = ("libx264", "libx265", "libvpx-vp9", "libaom-av1", "libsvtav1")
 
@@ -41,17 +43,14 @@ class FrameInfo:
     time_base: Fraction | None = None
 
 
-def import_av():
-    try:
-        import av
-    except ImportError:
-        raise UpscaleError("video files need PyAV: pip install -e '.[video]' (or give a folder of frames)") from None
-    return av
+def import_av() -> ModuleType:
+    """PyAV, or an UpscaleError saying how to install it."""
+    return _import_av(UpscaleError, "video files")
 
 
 class FolderSource:
     def __init__(self, path: Path) -> None:
-        self.files = sorted(f for f in path.iterdir() if f.suffix.lower() in IMAGE_EXT)
+        self.files = frame_files(path)
         if not self.files:
             raise UpscaleError(f"no PNG/JPG frames in {path}")
         self.count, self.fps, self.time_base, self.audio = len(self.files), None, None, []

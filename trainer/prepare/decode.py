@@ -10,8 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
+
+from trainer.media import import_av
 
 from .errors import PrepareError
 
@@ -32,12 +35,9 @@ class VideoInfo:
     note: str | None  # how a >8-bit or HDR source was converted, or None
 
 
-def require_av():
-    try:
-        import av
-    except ImportError:
-        raise PrepareError("reading videos needs PyAV: pip install -e '.[video]'") from None
-    return av
+def require_av() -> ModuleType:
+    """PyAV, or a PrepareError saying how to install it."""
+    return import_av(PrepareError, "videos")
 
 
 def _open(path: Path):
