@@ -3,7 +3,8 @@ they make about command lines, config keys, defaults, modules and paths, each wi
 the argparse parser of each command line.
 
 Conventions the documents follow so that a test can read them:
-- a command line is named as `python -m MODULE` or `just RECIPE`; every `--flag` after it in the same
+- a command line is named as `python -m MODULE` or `just RECIPE` (a command not ours, like `pip install`
+  or `torchrun`, holds only to the end of its code span or line); every `--flag` after it in the same
   paragraph (or the next one, when this one ends with a colon), up to the next command line, is one of its
   flags; else a flag is one of the CLI named in the section's heading; else one of some CLI's flags. The
   word after the CLI's name, or a list item's first word, names a subcommand for that paragraph;
@@ -94,6 +95,7 @@ def cli_flags(doc: str) -> Iterator[Claim]:
     quoted = [range(m.start(), m.end()) for m in re.finditer(r"^```text\n.*?^```", text, re.DOTALL | re.MULTILINE)]
     cli = sub = item = None  # named in this paragraph (or the one before, when it ends with a colon)
     section = None  # named in the heading
+    foreign_until = -1  # a command that is not ours (`pip install ...`) holds until here
     for m in _TOKEN.finditer(text):
         if m.group("heading"):
             cli = sub = item = None
@@ -109,11 +111,24 @@ def cli_flags(doc: str) -> Iterator[Claim]:
             stated = re.match(rf"` \({_VALUE}\)", text[m.end():]) if text[m.start() - 1] == "`" else None
             value = stated.group(1) if stated else table_default(text, m.start())
             for head in alternatives.split(",") if alternatives else [""]:
-                yield Claim(doc, line_of(text, m.start()), f"--{head}{rest}", cli or section, item or sub, value)
+                owner = "-" if m.start() < foreign_until else cli or section
+                yield Claim(doc, line_of(text, m.start()), f"--{head}{rest}", owner, item or sub, value)
         elif not any(m.start() in block for block in quoted):
-            cli = CLIS[int(m.lastgroup[1:])][1] or "-"
+            module = CLIS[int(m.lastgroup[1:])][1]
+            if module is None:
+                foreign_until = _command_end(text, m.end())
+                continue
+            cli, foreign_until = module, -1
             after = re.match(r"[ `]+([a-z]+)\b", text[m.end():])
             sub, item = (after.group(1) if after else None), None
+
+
+def _command_end(text: str, start: int) -> int:
+    """Where a command written from `start` ends: its code span, `$(...)`, `&&`, or its line (with `\\`
+    continuations)."""
+    line_end = re.compile(r"(?<!\\)\n").search(text, start)
+    ends = [m.start() for m in (re.compile(r"[`)]|&&").search(text, start), line_end) if m]
+    return min(ends, default=len(text))
 
 
 class _Parsed(BaseException):

@@ -85,8 +85,8 @@ def test_every_path_a_doc_names_exists(doc: str) -> None:
 
 BROKEN = """\
 ## A section
-`python -m trainer.upscale --checkpoint F --no-such-flag` keeps `--crf` (19) and sets `train.seed` (7);
-the `model.no_such_key` and `trainer.train.loop.no_such_name` in `trainer/no_such_file.py`.
+`python -m trainer.upscale --checkpoint F --no-such-flag` (`pip install --user av`) keeps `--crf` (19),
+sets `train.seed` (7); the `model.no_such_key` and `trainer.train.loop.no_such_name` in `trainer/no_such_file.py`.
 
 ```python
 trainer.config.ModelConfig(n_feats=31)   # model.n_feats here is Python
@@ -113,6 +113,7 @@ def broken(tmp_path: Path) -> str:
 def test_the_readers_catch_each_kind_of_false_claim(broken: str) -> None:
     flags = list(docs.cli_flags(broken))
     assert [c.what for c in flags if not flag_exists(c)] == ["--no-such-flag", "--topic"]
+    assert [c.cli for c in flags[:4]] == ["trainer.upscale", "trainer.upscale", "-", "trainer.upscale"]
     assert [(c.what, c.value) for c in flags if c.value] == [("--crf", "19"), ("--port", "5051")]
     assert [c.what for c in flags if c.value and not flag_default_is_the_parsers(c)] == ["--crf", "--port"]
     assert [(c.what, c.value) for c in docs.config_keys(broken)] == [("train.seed", "7"), ("model.no_such_key", None)]
