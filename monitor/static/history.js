@@ -80,7 +80,8 @@ window.VsrHistory = (onChange) => {
     const fine = e.fine && e.fine.points;
     const base = fine ? [...e.points.filter((p) => !inRange(p, e.fine)), ...fine].sort((a, b) => a.iteration - b.iteration)
       : e.points;
-    return e.tail.length ? [...base, ...e.tail] : base;
+    const after = lastIteration(base);
+    return e.tail.length ? [...base, ...e.tail.filter((p) => p.iteration > after)] : base;
   }
 
   const validations = (id) => (cache[id] ? cache[id].validations : []);
