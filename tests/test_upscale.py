@@ -13,9 +13,9 @@ from ckpt import load_checkpoint, save_checkpoint
 from tests.ckpt_support import save_as_if_on_cuda
 from tests.upscale_support import BVPP, VSRPP
 from tests.upscale_support import checkpoint as _checkpoint
+from trainer.infer.sequence import overlapping_chunks
 from trainer.upscale import (
     UpscaleOptions,
-    chunk_spans,
     load_model,
     main,
     read_frames,
@@ -76,11 +76,17 @@ def test_tiles_without_context_differ_but_cover_every_pixel():
 
 
 @pytest.mark.parametrize("t, window, overlap", [(1, 5, 1), (7, 7, 2), (20, 7, 2), (9, 4, 1), (10, 3, 0)])
-def test_chunks_keep_every_frame_exactly_once_and_stay_within_the_window(t, window, overlap):
+def test_chunks_keep_every_frame_exactly_once_with_context_and_stay_within_the_window(t, window, overlap):
+    frames = (torch.full((3, 1, 1), float(i)) for i in range(t))  # each frame holds its index
     kept = []
-    for start, end, keep, keep_end in chunk_spans(t, window, overlap):
-        assert 0 <= start <= keep < keep_end <= end <= t and end - start <= window
-        kept += range(keep, keep_end)
+    for chunk, keep, keep_end in overlapping_chunks(frames, window, overlap):
+        index = chunk[0, :, 0, 0, 0].long().tolist()  # the frames of this chunk
+        assert index == list(range(index[0], index[-1] + 1)) and len(index) <= window
+        assert 0 <= keep < keep_end <= len(index)
+        if t > window:  # context on both sides, as far as the sequence goes
+            assert keep == min(overlap, index[keep])
+            assert len(index) - keep_end == min(overlap, t - 1 - index[keep_end - 1])
+        kept += index[keep:keep_end]
     assert kept == list(range(t))
 
 

@@ -27,12 +27,12 @@ from tqdm import tqdm
 from trainer.device import pick_device
 from trainer.infer.load import load_model
 from trainer.infer.model import LoadedModel, UpscaleError, UpscaleOptions
-from trainer.infer.sequence import chunk_spans, run_tiled, upscale_frames
+from trainer.infer.sequence import run_tiled, upscale_frames
 from trainer.infer.video import FrameSink, VideoOptions, open_source
 
 QUEUE_FRAMES = 8  # frames decoded ahead of the model, and HR frames waiting for the encoder
 _END = object()
-__all__ = ["FrameSink", "UpscaleError", "UpscaleOptions", "VideoOptions", "chunk_spans", "load_model", "main",
+__all__ = ["FrameSink", "UpscaleError", "UpscaleOptions", "VideoOptions", "load_model", "main",
            "read_frames", "run_pipeline", "run_tiled", "upscale_frames"]
 
 

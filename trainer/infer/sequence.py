@@ -40,16 +40,6 @@ def run_tiled(fn: Callable[[Tensor], Tensor], x: Tensor, scale: int, tile: int, 
     return out
 
 
-def chunk_spans(t: int, window: int, overlap: int) -> Iterator[tuple[int, int, int, int]]:
-    """(start, end, keep_start, keep_end) chunks of <= window frames covering 0..t-1 once each."""
-    step = max(1, window - 2 * overlap)
-    keep = 0
-    while keep < t:
-        keep_end = t if window >= t else min(t, keep + step)
-        yield max(0, keep - overlap), min(t, keep_end + overlap), keep, keep_end
-        keep = keep_end
-
-
 def _padded(frames: Iterable[Tensor], pad: int) -> Iterator[Tensor]:
     """The frames with the first and the last one repeated `pad` extra times."""
     last = None
@@ -71,9 +61,11 @@ def _windows_many_to_one(frames: Iterable[Tensor], num_frames: int) -> Iterator[
             yield torch.stack(tuple(window)).unsqueeze(0)
 
 
-def _chunks_many_to_many(frames: Iterable[Tensor], window: int, overlap: int) -> Iterator[tuple[Tensor, int, int]]:
-    """(chunk [1, n, 3, h, w], keep_start, keep_end within it): chunk_spans' chunks, read from a stream
-    holding only the frames from the current chunk's start on."""
+def overlapping_chunks(frames: Iterable[Tensor], window: int, overlap: int) -> Iterator[tuple[Tensor, int, int]]:
+    """(chunk [1, n, 3, h, w], keep_start, keep_end within it): chunks of at most `window` frames whose
+    kept parts cover the sequence once, each with up to `overlap` frames of context on either side
+    (a sequence of at most `window` frames is one chunk). Reads the stream holding only the frames
+    from the current chunk's start on."""
     stream = iter(frames)
     buf = list(itertools.islice(stream, window + 1))
     if len(buf) <= window:  # the whole sequence is one chunk
@@ -115,6 +107,6 @@ def upscale_frames(loaded: LoadedModel, frames: Tensor | Iterable[Tensor], opts:
         window, overlap = opts.window, opts.window_overlap
         if loaded.max_frames is not None and window > loaded.max_frames:
             window, overlap = loaded.max_frames, min(overlap, (loaded.max_frames - 1) // 2)
-        for chunk, keep, keep_end in _chunks_many_to_many(frames, window, overlap):
+        for chunk, keep, keep_end in overlapping_chunks(frames, window, overlap):
             out = run_tiled(fn, chunk, loaded.scale, opts.tile, opts.tile_overlap)
             yield from out[0, keep:keep_end].clamp(0, 1).cpu()
