@@ -1,6 +1,6 @@
 """Reading the project's documents for the tests that keep them true (tests/test_docs_truth.py): the claims
-they make about command lines, config keys, defaults, modules and paths, each with where it was made, and
-the argparse parser of each command line.
+they make about command lines, config keys, defaults, modules and paths, each with where it was made
+(what the code says instead: tests/introspection_support.py).
 
 Conventions the documents follow so that a test can read them:
 - a command line is named as `python -m MODULE` or `just RECIPE` (a command not ours, like `pip install`
@@ -15,21 +15,15 @@ Conventions the documents follow so that a test can read them:
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import importlib
-import inspect
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
-from unittest import mock
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.introspection_support import PACKAGES, ROOT, checkable, sections
+
 DOCS = ("README.md", "monitor/README.md", *(f"docs/{p.name}" for p in sorted((ROOT / "docs").glob("*.md"))))
-PACKAGES = ("trainer", "ckpt", "protocol", "monitor", "bench")
 FILE_SUFFIXES = {"py", "md", "toml", "json", "jsonl", "pth", "pt", "onnx", "pkl", "png", "csv", "mp4", "js", "txt"}
 
 
@@ -131,91 +125,11 @@ def _command_end(text: str, start: int) -> int:
     return min(ends, default=len(text))
 
 
-class _Parsed(BaseException):
-    """Raised by the patched `parse_args`: carries the parser a CLI's `main` built."""
-
-    def __init__(self, parser: argparse.ArgumentParser) -> None:
-        self.parser = parser
-
-
-@cache
-def parser_of(module: str, sub: str | None = None) -> argparse.ArgumentParser:
-    """The parser `module.main([sub, "--help"])` builds: caught when it parses, before the CLI does any
-    work (a CLI that hands a subcommand to another parser gets `sub`, so that parser is the one caught)."""
-    main = importlib.import_module(module).main
-
-    def caught(parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> Any:
-        raise _Parsed(parser)
-
-    with mock.patch.object(argparse.ArgumentParser, "parse_args", caught), \
-            mock.patch.object(argparse.ArgumentParser, "parse_known_args", caught):
-        try:
-            main([sub, "--help"] if sub else ["--help"])
-        except _Parsed as got:
-            return got.parser
-    raise AssertionError(f"{module}.main never parsed its command line")
-
-
-def subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
-    found: dict[str, argparse.ArgumentParser] = {}
-    for action in parser._actions:  # noqa: SLF001 - argparse offers no public listing
-        if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
-            found.update(action.choices)
-    return found
-
-
-def options(module: str, sub: str | None = None) -> dict[str, argparse.Action]:
-    """The flags of a CLI: its own and those of subcommand `sub` and its subcommands (no such
-    subcommand: of all of them)."""
-    parser = parser_of(module, sub)
-    found = dict(parser._option_string_actions)  # noqa: SLF001
-    subs = subparsers(parser)
-    for name, child in subs.items():
-        if sub not in subs or name == sub:
-            found.update(_all_options(child))
-    return found
-
-
-def _all_options(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
-    found = dict(parser._option_string_actions)  # noqa: SLF001
-    for child in subparsers(parser).values():
-        found.update(_all_options(child))
-    return found
-
-
 def our_clis() -> list[str]:
     return [module for _, module in CLIS if module]
 
 
 # --- config keys and defaults ----------------------------------------------------------------------------
-
-
-def config_fields() -> dict[str, Any]:
-    """Every key of the trainer's Config (derived ones too) -> its default."""
-    from trainer.config import Config
-
-    def walk(obj: Any, prefix: str) -> Iterator[tuple[str, Any]]:
-        for f in dataclasses.fields(obj):
-            value = getattr(obj, f.name)
-            if dataclasses.is_dataclass(value):
-                yield from walk(value, f"{prefix}{f.name}.")
-            else:
-                yield prefix + f.name, value
-    return dict(walk(Config(), ""))
-
-
-def model_arguments() -> set[str]:
-    """What `model.options.NAME` may name: an argument of some registered model."""
-    from trainer import models
-    from trainer.config import _model_arguments
-
-    return set().union(*(_model_arguments(name) or set() for name in models.known_models()))
-
-
-def sections() -> tuple[str, ...]:
-    from trainer.config import Config
-
-    return tuple(f.name for f in dataclasses.fields(Config))
 
 
 def config_keys(doc: str) -> Iterator[Claim]:
@@ -247,22 +161,6 @@ def table_default(text: str, pos: int) -> str | None:
         return None
     value = re.fullmatch(r"`([^`$]+)`|(off|none)", cells[columns.index("default")])
     return (value.group(1) or value.group(2)) if value else None
-
-
-def same_value(written: str, actual: Any) -> bool:
-    """A documented default equals the code's: numbers by value, `off`/`none` for False/None, else text."""
-    if written == "off":
-        return actual is False
-    if written == "none":
-        return actual is None
-    if isinstance(actual, bool):
-        return written.lower() == str(actual).lower()
-    if isinstance(actual, (int, float)):
-        try:
-            return float(written) == float(actual)
-        except ValueError:
-            return False
-    return written == str(actual)
 
 
 # --- call signatures --------------------------------------------------------------------------------------
@@ -311,62 +209,6 @@ def signature_defaults(doc: str) -> Iterator[Claim]:
                 yield Claim(doc, line_of(text, m.start()), f"{m.group(1)}.{arg.group(1)}", value=literal.group(0))
 
 
-# Where a bare name in a signature is looked up, in this order.
-NAMESPACES = ("ckpt", "protocol", "monitor", "trainer.config", "trainer.data", "trainer.train.losses",
-              "trainer.train.schedule", "trainer.train.adaptive", "trainer.train.divergence", "trainer.train.loop",
-              "trainer.infer", "trainer.infer.load", "trainer.infer.sequence", "trainer.infer.model", "trainer.models")
-
-
-def resolve(name: str) -> Any:
-    """The object a dotted or bare name in the docs means; None when it is not one of the project's."""
-    if name.split(".")[0] in PACKAGES:
-        return resolve_dotted(name)
-    if "." in name:
-        return None  # an attribute of something else: `torch.load`, `model.activity`
-    for namespace in NAMESPACES:
-        found = resolve_dotted(f"{namespace}.{name}")
-        if found is not None and not inspect.ismodule(found):
-            return found
-    return None
-
-
-def resolve_dotted(name: str) -> Any:
-    parts = name.split(".")
-    for cut in range(len(parts), 0, -1):
-        try:
-            obj = importlib.import_module(".".join(parts[:cut]))
-        except ImportError:
-            continue
-        for attr in parts[cut:]:
-            obj = getattr(obj, attr, None)
-            if obj is None:
-                return None
-        return obj
-    return None
-
-
-def parameter_default(target: Callable, name: str) -> Any:
-    """The default of parameter `name` (a dataclass field's factory is called); KeyError when there is none."""
-    if dataclasses.is_dataclass(target):
-        for f in dataclasses.fields(target):
-            if f.name == name:
-                if f.default is not dataclasses.MISSING:
-                    return f.default
-                if f.default_factory is not dataclasses.MISSING:
-                    return f.default_factory()
-    parameter = inspect.signature(target).parameters[name]
-    if parameter.default is inspect.Parameter.empty:
-        raise KeyError(name)
-    return parameter.default
-
-
-def accepts_any_keyword(target: Callable) -> bool:
-    try:
-        return any(p.kind is p.VAR_KEYWORD for p in inspect.signature(target).parameters.values())
-    except (TypeError, ValueError):
-        return True
-
-
 # --- modules and paths ------------------------------------------------------------------------------------
 
 
@@ -385,11 +227,6 @@ def file_names(doc: str) -> Iterator[Claim]:
     for m in re.finditer(r"(?<![\w./-])[a-z_]\w*\.py\b", text):
         name = f"{folder}/{m.group(0)}" if folder in PACKAGES else m.group(0)
         yield Claim(doc, line_of(text, m.start()), name)
-
-
-@cache
-def project_files() -> set[str]:
-    return {p.name for folder in (*PACKAGES, "tests") for p in (ROOT / folder).rglob("*.py")}
 
 
 def paths(doc: str) -> Iterator[Claim]:
@@ -430,15 +267,7 @@ def counts() -> dict[str, int]:
 
 
 def checked_signature(claim: Claim) -> bool:
-    """Whether a signature default names one of the project's callables and a parameter it can check
-    (one it has, or any name when it takes no `**kwargs`)."""
-    target = resolve(claim.what.rsplit(".", 1)[0])
-    if target is None:
-        return False
-    try:
-        return claim.what.rsplit(".", 1)[1] in inspect.signature(target).parameters or not accepts_any_keyword(target)
-    except (TypeError, ValueError):
-        return False
+    return checkable(*claim.what.rsplit(".", 1))
 
 
 if __name__ == "__main__":

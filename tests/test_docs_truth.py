@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests import docs_support as docs
+from tests import introspection_support as code
 from tests.docs_support import DOCS, ROOT
 
 
@@ -18,15 +19,15 @@ def wrong(claims, check) -> list[str]:
 
 def flag_exists(claim: docs.Claim) -> bool:
     if claim.cli is None:  # no command line named before it in its section: one of some CLI's flags
-        return any(claim.what in docs.options(module) for module in docs.our_clis())
-    return claim.cli == "-" or claim.what in docs.options(claim.cli, claim.sub)
+        return any(claim.what in code.options(module) for module in docs.our_clis())
+    return claim.cli == "-" or claim.what in code.options(claim.cli, claim.sub)
 
 
 def flag_default_is_the_parsers(claim: docs.Claim) -> bool:
     """The parser's default, or where that is a stand-in (0, None) resolved later, its help's `default X`."""
-    action = docs.options(claim.cli, claim.sub)[claim.what]
+    action = code.options(claim.cli, claim.sub)[claim.what]
     resolved_later = re.findall(r"default:? ([\w.+-]+)", action.help or "") if action.default in (0, None) else []
-    return docs.same_value(claim.value, action.default) or claim.value in resolved_later
+    return code.same_value(claim.value, action.default) or claim.value in resolved_later
 
 
 @pytest.mark.parametrize("doc", DOCS)
@@ -42,7 +43,7 @@ def test_every_default_a_doc_states_for_a_flag_is_the_parsers(doc: str) -> None:
 
 @pytest.mark.parametrize("doc", DOCS)
 def test_every_config_key_a_doc_names_is_in_config(doc: str) -> None:
-    fields, options = docs.config_fields(), docs.model_arguments()
+    fields, options = code.config_fields(), code.model_arguments()
 
     def exists(claim: docs.Claim) -> bool:
         section, name, *option = claim.what.split(".")
@@ -53,9 +54,9 @@ def test_every_config_key_a_doc_names_is_in_config(doc: str) -> None:
 
 @pytest.mark.parametrize("doc", DOCS)
 def test_every_config_default_a_doc_states_is_the_codes(doc: str) -> None:
-    fields = docs.config_fields()
+    fields = code.config_fields()
     stated = [c for c in docs.config_keys(doc) if c.value is not None]
-    assert wrong(stated, lambda c: c.what in fields and docs.same_value(c.value, fields[c.what])) == []
+    assert wrong(stated, lambda c: c.what in fields and code.same_value(c.value, fields[c.what])) == []
 
 
 @pytest.mark.parametrize("doc", DOCS)
@@ -63,7 +64,7 @@ def test_every_default_a_doc_writes_in_a_call_signature_is_the_codes(doc: str) -
     def same(claim: docs.Claim) -> bool:
         name, arg = claim.what.rsplit(".", 1)
         try:
-            return docs.parameter_default(docs.resolve(name), arg) == eval(claim.value)  # noqa: S307 - a literal
+            return code.parameter_default(code.resolve(name), arg) == eval(claim.value)  # noqa: S307 - a literal
         except KeyError:
             return False  # the doc names an argument the code does not have, or one without a default
     assert wrong(filter(docs.checked_signature, docs.signature_defaults(doc)), same) == []
@@ -71,14 +72,14 @@ def test_every_default_a_doc_writes_in_a_call_signature_is_the_codes(doc: str) -
 
 @pytest.mark.parametrize("doc", DOCS)
 def test_every_module_and_name_a_doc_spells_with_dots_exists(doc: str) -> None:
-    assert wrong(docs.dotted_names(doc), lambda c: docs.resolve_dotted(c.what) is not None) == []
+    assert wrong(docs.dotted_names(doc), lambda c: code.resolve_dotted(c.what) is not None) == []
 
 
 @pytest.mark.parametrize("doc", DOCS)
 def test_every_path_a_doc_names_exists(doc: str) -> None:
     assert wrong(docs.paths(doc), lambda c: any(ROOT.glob(c.what.rstrip("/")))) == []
     assert wrong(docs.file_names(doc), lambda c: (ROOT / c.what).exists() if "/" in c.what
-                 else c.what in docs.project_files()) == []
+                 else c.what in code.project_files()) == []
 
 
 # The readers themselves: what they find in a document written to break each rule.
@@ -122,14 +123,14 @@ def test_the_readers_catch_each_kind_of_false_claim(broken: str) -> None:
     assert [c.what for c in docs.dotted_names(broken)] == ["trainer.upscale", "trainer.train.loop.no_such_name",
                                                            "trainer.config.ModelConfig"]
     assert [c.what for c in docs.paths(broken)] == ["trainer/no_such_file.py"]
-    assert docs.resolve_dotted("trainer.train.loop.no_such_name") is None
+    assert code.resolve_dotted("trainer.train.loop.no_such_name") is None
 
 
 def test_every_cli_parser_is_found_without_running_the_cli() -> None:
     for module in docs.our_clis():
-        assert "--help" in docs.options(module), module
-    assert {"send", "watch", "keys"} <= set(docs.subparsers(docs.parser_of("protocol.__main__")))
-    prune = docs.options("ckpt.__main__", "prune")
+        assert "--help" in code.options(module), module
+    assert {"send", "watch", "keys"} <= set(code.subparsers(code.parser_of("protocol.__main__")))
+    prune = code.options("ckpt.__main__", "prune")
     assert "--keep-last" in prune and "--json" not in prune  # a subcommand's flags are its own
 
 
