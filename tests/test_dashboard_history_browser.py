@@ -5,23 +5,28 @@ finer points fetched on zoom. Headless /usr/bin/chromium; screenshots go to test
 from __future__ import annotations
 
 import json
+import math
+import subprocess
+import sys
 import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from monitor.mock import MockTrainer
+from monitor.mock import MockTrainer, comparison_png
 from tests.browser_support import chromium, require_chromium, screenshot, serving
 from tests.net_support import wait_until
 
 pytestmark = pytest.mark.browser
 sync_api = require_chromium()
 
-OLD, LIVE = "last-week", "today"
+OLD, LIVE, IMPORTED = "last-week", "today", "imported@gpu7"
+SPIKE_STEP, SPIKE = 61_237, 40.0  # one step's loss, between two records of an imported run
 PAST_STATES = ("finished", "stopped", "failed", "lost")
 RELEASED = "basicvsrpp_reds4.pth"
 
@@ -46,6 +51,10 @@ def stored_validations(address: str, run: str) -> int:
         return 0
 
 
+def state_of(address: str, run: str) -> str | None:
+    return next((r["state"] for r in get(address, "api/runs")["runs"] if r["id"] == run), None)
+
+
 def stop(address: str, run: str) -> None:
     body = json.dumps({"command": "stop", "run": run}).encode()
     req = urllib.request.Request(address + "api/action", body, {"Content-Type": "application/json"})
@@ -58,16 +67,43 @@ def plot(page: Any, chart: str, script: str) -> Any:
     return page.evaluate(f"() => {{ const u = VsrDashboard.charts.plot({chart!r}); return u && ({script})(u); }}")
 
 
+def write_run_folder(folder: Path) -> None:
+    """A finished run of 100,000 steps as the trainer leaves it, copied from another machine: a `train`
+    record every 5 steps (20,000), one step between two of them spiking to SPIKE, four validations."""
+    folder.mkdir()
+    (folder / "run.json").write_text(json.dumps({"id": uuid.uuid4().hex, "name": "imported", "host": "gpu7",
+                                                 "created": 1.7e9}))
+    lines = []
+    for step in range(5, 100_001, 5):
+        loss = 0.02 + 0.3 * math.exp(-step / 25_000)
+        top = SPIKE if step - 5 < SPIKE_STEP <= step else loss * 1.05
+        lines.append({"kind": "train", "step": step, "ts": 1.7e9 + step / 10, "loss": loss, "lr": 1e-4,
+                      "iter_speed": 10.0, "gpu_memory": 7.8, "loss_min": loss * 0.95, "loss_max": top})
+    for k, step in enumerate((25_000, 50_000, 75_000, 100_000)):
+        lines.append({"kind": "val", "step": step, "ts": 1.7e9 + step / 10, "psnr": 25.0 + k, "ssim": 0.8,
+                      "quality": 0.3 + 0.05 * k, "baseline_psnr": 24.0, "baseline_ssim": 0.75, "baseline_quality": 0.3})
+        images = folder / "validation" / f"step_{step:07d}"
+        images.mkdir(parents=True)
+        (images / "val_000.png").write_bytes(comparison_png(step))
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    (folder / "training.log").write_text("2026-11-30 10:00:00 started\n2026-12-01 10:00:00 finished training\n")
+
+
 @pytest.fixture(scope="module")
 def stored_db(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
-    """A monitor's SQLite file holding one run that validated three times and was stopped."""
-    db = str(tmp_path_factory.mktemp("monitor") / "monitor.sqlite")
+    """A monitor's SQLite file holding one run that validated three times and was stopped, and one
+    imported from its run folder (`python -m monitor import`)."""
+    tmp = tmp_path_factory.mktemp("monitor")
+    db = str(tmp / "monitor.sqlite")
+    write_run_folder(tmp / "imported")
+    subprocess.run([sys.executable, "-m", "monitor", "import", str(tmp / "imported"), "--db", db], check=True,
+                   capture_output=True, timeout=120)
     old = MockTrainer(OLD, run_id=uuid.uuid4().hex, status_hz=20, speed=400, validate_every=500, validate_s=0.05)
     with serving([old.start()], db=db, offline_after_s=1.0) as address:
         wait_until(lambda: stored_validations(address, old.run_id) >= 3, 30, "three validations stored", every=0.3)
         stop(address, old.run_id)
         wait_until(lambda: old.stopped.is_set(), what="the old trainer stopping")
-        wait_until(lambda: get(address, "api/runs")["runs"][0]["state"] in PAST_STATES, what="the run ended", every=0.3)
+        wait_until(lambda: state_of(address, old.run_id) in PAST_STATES, what="the run ended", every=0.3)
     return db, old.run_id
 
 
@@ -121,6 +157,20 @@ def test_a_stopped_run_stays_listed_with_its_state_iteration_best_and_times(page
     assert cells[2] in PAST_STATES
     assert int(cells[3].split("/")[0].replace(",", "")) >= 1500
     assert cells[4].endswith("%") and cells[5] != "–" and cells[6] not in ("–", "running") and cells[7] != "–"
+
+
+def test_an_imported_run_of_100k_steps_keeps_its_one_step_spike_on_the_loss_band(page: Any) -> None:
+    page.click(f"#runs-table tbody tr:has-text('{IMPORTED}') td.name")
+    wait_until(lambda: page.text_content("#run-name") == IMPORTED, what="the imported run shown")
+    assert page.text_content("#run-state") == "finished" and not page.is_enabled("#btn-stop")
+    band = "(u) => { const hi = u.series.findIndex((s) => s.label === 'max'); " \
+           "return [u.data[0].length, Math.max(...u.data[hi].filter((v) => v != null)), u.scales.y.max]; }"
+    wait_until(lambda: (plot(page, "chart-loss", band) or [0])[0] > 500, what="the whole run drawn")
+    points, top, y_max = plot(page, "chart-loss", band)
+    assert points <= 2000 and top == SPIKE and y_max >= SPIKE  # 20,000 records thinned, the spike kept
+    wait_until(lambda: "iteration 100,000" in page.text_content("#val-iter"), what="its latest validation")
+    page.wait_for_selector("#val-image", state="visible")
+    assert page.eval_on_selector("#val-image", "(e) => e.naturalWidth") > 0
 
 
 def test_a_fine_tuned_run_names_the_model_it_started_from(page: Any) -> None:

@@ -199,7 +199,9 @@ window.VsrCharts = ($, handlers) => {
   window.addEventListener("resize", () => {
     clearTimeout(resizeTimer);
     resizeTimer = setTimeout(() => {
-      for (const [id, c] of Object.entries(made)) if (c) c.plot.setSize({ width: Math.max($(id).clientWidth, 200), height: 200 });
+      quietly(() => {
+        for (const [id, c] of Object.entries(made)) if (c) c.plot.setSize({ width: Math.max($(id).clientWidth, 200), height: 200 });
+      });
     }, 100);
   });
 
