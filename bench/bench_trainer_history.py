@@ -1,7 +1,8 @@
 """The trainer's `history` over a long run's metrics.jsonl. `python -m bench trainer_history`.
 
 Goals (issue 18): a request for 2000 points over a 1,000,000-line metrics.jsonl in at most 300 ms,
-with memory that does not grow with the run (100k vs 1M lines side by side); the cold index build
+with memory that does not grow with the run (100k vs 1M lines side by side: a whole-run reply carries
+every validation, 10x more in the longer run; the same iteration window carries as many); the cold index build
 (no index yet, or a damaged one) and the reopen of an intact one; the cost of one record to the
 training loop. Each run resumes once from an earlier step, so the index holds a redone stretch.
 """
@@ -23,6 +24,7 @@ from trainer.report.runlog import RunLog
 SIZES = (100_000, 1_000_000)
 REQUESTS = 20
 VAL_EVERY = 500  # lines
+WINDOW = 1_000_000  # iterations: a range with as many validations in both runs (the whole run has 10x more)
 
 
 def write_metrics(path: Path, lines: int) -> None:
@@ -58,6 +60,15 @@ def request_times(index: HistoryIndex, args_list: list[dict]) -> list[float]:
     return times
 
 
+def traced_peak(index: HistoryIndex, args: dict) -> float:
+    """Bytes allocated at the peak of one request (the reply included)."""
+    tracemalloc.start()
+    history(index, args)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return peak
+
+
 def rss_mb() -> float:
     with open("/proc/self/statm") as fh:
         return int(fh.read().split()[1]) * 4096 / 2**20
@@ -81,10 +92,8 @@ def measure(folder: Path, lines: int) -> dict[str, float]:
     limit = request_times(index, [{"limit": 2000}] * 5)
     gc.collect()
     rss_before = rss_mb()
-    tracemalloc.start()
-    history(index, {"points": 2000})
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
+    peak = traced_peak(index, {"points": 2000})
+    window = traced_peak(index, {"points": 2000, "from": last - WINDOW, "to": last})
     rss_growth = rss_mb() - rss_before
     index.close()
     runlog = RunLog(folder, tensorboard=False)  # reopens the intact index, then appends as training does
@@ -97,6 +106,7 @@ def measure(folder: Path, lines: int) -> dict[str, float]:
     return {"cold build s": cold, "reopen s": warm, "2000 pts median ms": statistics.median(whole),
             "2000 pts max ms": max(whole), "page 1/10 median ms": statistics.median(pages),
             "limit=2000 median ms": statistics.median(limit), "tracemalloc peak KiB": peak / 1024,
+            "  same, last 1M its KiB": window / 1024,
             "RSS growth MiB": rss_growth, "record+index us": record_us,
             "metrics.jsonl MiB": path.stat().st_size / 2**20,
             "index MiB": sum(p.stat().st_size for p in (folder / "metrics.index").iterdir()) / 2**20}

@@ -72,7 +72,7 @@ def shown(reply: dict) -> list[tuple[int, float, float]]:
 
 def test_identity_is_kept_across_a_kill_and_resume_and_the_history_is_one_curve(tmp_path):
     run_dir = tmp_path / "run"
-    proc, pub, rep = start_trainer(run_dir, "--save-every", "300")
+    proc, pub, rep = start_trainer(run_dir, "--save-every", "100")
     try:
         with protocol.Subscriber(pub) as sub:
             first = wait_for(sub, lambda t, m: t == "status" and m["iteration"] >= 1)
@@ -91,12 +91,13 @@ def test_identity_is_kept_across_a_kill_and_resume_and_the_history_is_one_curve(
         redone = [r["step"] for r in train_records(run_dir / "metrics.jsonl") if r["step"] > resumed_from]
         killed_at = max(r["ts"] for r in train_records(run_dir / "metrics.jsonl"))
 
-        proc, pub, rep = start_trainer(run_dir, "--save-every", "300", "--resume", "latest")
+        proc, pub, rep = start_trainer(run_dir, "--save-every", "100", "--resume", "latest")
         with protocol.Subscriber(pub) as sub:
-            again = wait_for(sub, lambda t, m: t == "status" and m["iteration"] > max(redone) + 5)
+            again = wait_for(sub, lambda t, m: t == "status" and m["iteration"] > max(redone))
         assert again["run_id"] == identity.id and again["run"] == first["run"]
         with protocol.CommandClient(rep, timeout_ms=5000) as client:
-            reply = client.request("history", {"points": 1000})
+            reply = wait_until(lambda: (r := client.request("history", {"points": 1000}))["last_iteration"] > max(
+                redone) and r, 60, "a record past the redone steps")
             last = client.request("history", {"limit": 3})
         out = io.StringIO()
         with redirect_stdout(out):
