@@ -104,23 +104,25 @@ class SsimStats(NamedTuple):
 
     x: Tensor  # [N, C, H, W] float64
     mu: Tensor  # Gaussian-weighted local mean, 'valid' region [N, C, H - 10, W - 10]
-    var: Tensor  # Gaussian-weighted local variance, same shape
+    mu2: Tensor  # mu squared
+    var: Tensor  # Gaussian-weighted local variance
 
 
 def ssim_stats(x: Tensor) -> SsimStats:
     """The statistics of float64 images [N, C, H, W] (at least SSIM_WINDOW pixels each way)."""
     mu = _filter(x)
-    return SsimStats(x, mu, _filter(x * x).sub_(mu * mu))
+    mu2 = mu * mu
+    return SsimStats(x, mu, mu2, _filter(x * x).sub_(mu2))
 
 
 def ssim_channels(a: Tensor, ref: SsimStats) -> Tensor:
     """Mean SSIM map per image and channel [N, C] of float64 a [N, C, H, W] against `ref`
     (its N is N or 1, shared by every image of a): the reference's own filters are not run again."""
-    mine = ssim_stats(a)
-    cov = _filter(a * ref.x).sub_(mine.mu * ref.mu)
-    c1, c2 = _K1**2, _K2**2
-    num = (mine.mu * ref.mu).mul_(2).add_(c1).mul_(cov.mul_(2).add_(c2))
-    den = (mine.mu * mine.mu).add_(ref.mu * ref.mu).add_(c1).mul_(mine.var.add_(ref.var).add_(c2))
+    mu, mu2, var = ssim_stats(a)[1:]  # in-place below: they are this call's own
+    mu_ab = mu.mul_(ref.mu)
+    cov = _filter(a * ref.x).sub_(mu_ab)
+    num = mu_ab.mul_(2).add_(_K1**2).mul_(cov.mul_(2).add_(_K2**2))
+    den = mu2.add_(ref.mu2).add_(_K1**2).mul_(var.add_(ref.var).add_(_K2**2))
     return num.div_(den).mean((-2, -1))
 
 
