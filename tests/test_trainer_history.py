@@ -10,6 +10,7 @@ import os
 import random
 import signal
 import socket
+import threading
 from contextlib import redirect_stdout
 from pathlib import Path
 
@@ -174,6 +175,27 @@ def test_history_across_resumes_is_one_unbroken_curve_where_the_later_records_wi
     assert reply["last_iteration"] == 2_000 and reply["from"] == 0 and reply["to"] == 2_000
     thinned = history(curve.log.history, {"points": 20})
     assert shown(thinned) == curve.expected(20, 0, 2_000) and max(p[2] for p in shown(thinned)) == 50.0
+    curve.log.close()
+
+
+def test_reads_while_the_run_goes_back_and_forth_always_see_one_increasing_curve(tmp_path):
+    curve, done, seen = Curve(tmp_path), threading.Event(), []
+
+    def read() -> None:
+        while not done.is_set():
+            iterations = [p["iteration"] for p in history(curve.log.history, {"points": 50})["history"]]
+            seen.append(iterations == sorted(set(iterations)))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for back in range(20):  # each process goes back 150 steps (a rollback or a resume) and on by 300
+            curve.run(back * 150, back * 150 + 300)
+    finally:
+        done.set()
+        reader.join()
+    assert len(seen) > 5 and all(seen)
+    assert shown(history(curve.log.history, {"points": 10_000})) == curve.expected(10_000, 0, 19 * 150 + 300)
     curve.log.close()
 
 

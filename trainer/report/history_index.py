@@ -105,10 +105,13 @@ class Stack:
         self.last_step = -1
         self.crc = 0
 
-    def reset(self, count: int = 0, crc: int | None = None) -> None:
-        """Keep the first `count` rows (already checked; `crc` theirs when known) and drop the rest."""
+    def reset(self, count: int = 0, crc: int | None = None, shrink: bool = False) -> None:
+        """Keep the first `count` rows (already checked; `crc` theirs when known) and drop the rest. The file
+        shrinks only when asked (on open): a reader may have mapped it, and reading a mapped page past the
+        end of a file kills the process (SIGBUS); rows past `count` are simply written over later."""
         self.fh.flush()
-        self.fh.truncate(count * self.dtype.itemsize)
+        if shrink:
+            self.fh.truncate(count * self.dtype.itemsize)
         self._at_end = False
         self.count = count
         self.crc = self.prefix_crc(count) if crc is None else crc
@@ -129,8 +132,12 @@ class Stack:
         """Drop the rows past `step` (and at it unless `keep_equal`); True when any went."""
         if self.last_step < step or (keep_equal and self.last_step == step):
             return False
-        steps = self.read(0, self.count)["iteration"]
-        self.reset(int(np.searchsorted(steps, step, side="right" if keep_equal else "left")))
+        low, high = 0, self.count  # the first row past `step` (or at it): bisection, a row read at a time
+        while low < high:
+            middle = (low + high) // 2
+            row_step = int(self.read(middle, middle + 1)["iteration"][0])
+            low, high = (middle + 1, high) if row_step < step or (keep_equal and row_step == step) else (low, middle)
+        self.reset(low)
         return True
 
     def read(self, start: int, stop: int) -> np.ndarray:
@@ -180,8 +187,8 @@ class HistoryIndex:
         if meta is None or not self._matches(meta):
             self.rebuilt = True
             self.indexed = 0
-            self.train.reset(0)
-            self.val.reset(0)
+            self.train.reset(0, shrink=True)
+            self.val.reset(0, shrink=True)
         self._rebuild_levels()
         self._extend()
         self._write_meta()
@@ -205,8 +212,8 @@ class HistoryIndex:
                 return False
         except (OSError, KeyError, TypeError, ValueError):
             return False
-        self.train.reset(train, meta["train_crc"])
-        self.val.reset(val, meta["val_crc"])
+        self.train.reset(train, meta["train_crc"], shrink=True)
+        self.val.reset(val, meta["val_crc"], shrink=True)
         self.indexed = indexed
         return True
 

@@ -68,10 +68,11 @@ class Reporting:
         """Open the run folder's logs and identity (rank 0), then publish from here on, saying `iteration`
         (the resume step) from the first frame. metrics.jsonl gets a `start` record: steps after
         `iteration` written before it were redone (trainer.report.history_index)."""
-        if self._main:
-            self.runlog = self.telemetry.runlog = RunLog(self.run_dir, tensorboard=self._tensorboard)
+        if self._main:  # the `history` query sees the logs once the start record has cut back the redone steps
+            runlog = RunLog(self.run_dir, tensorboard=self._tensorboard)
             self.identity = identity.load_or_create(self.run_dir)
-            self.runlog.metrics("start", iteration, {"run_id": self.identity.id})
+            runlog.metrics("start", iteration, {"run_id": self.identity.id})
+            self.runlog = self.telemetry.runlog = runlog
             if self.publisher is not None:
                 self.publisher.run_id = self.identity.id
         self.telemetry.iteration = iteration
