@@ -104,7 +104,7 @@ def per_run(handler: Callable[[Request, Target], Awaitable[Response]]) -> Endpoi
         run = m.state.run(asked)
         if run is not None:
             return await handler(request, Target(run.name, run.display, run))
-        row = await asyncio.to_thread(m.store.run, asked) if asked else None
+        row = await asyncio.to_thread(m.store.run, asked) if asked else await asyncio.to_thread(m.store.newest_run)
         if row is None:
             return fail(404, "no such run: the monitor has neither stored it nor heard from it")
         return await handler(request, Target(row["id"], row["name"], None))

@@ -37,7 +37,8 @@ class Recorder:
         key, state = run.name, None
         if topic == "status":
             state = payload.get("state") or "training"
-            if state != "loading":  # loading: loss and LR are placeholders, not a step
+            # loading: loss and LR are placeholders, not a step; where the trainer's record is in, it wins
+            if state != "loading" and payload.get("iteration", -1) > run.synced_to:
                 self.store.add_points(key, [pick(payload, HISTORY_FIELDS)])
         elif topic == "heartbeat":
             state = payload.get("state")
@@ -76,6 +77,8 @@ class Recorder:
         for column in ("iteration", "max_iterations", "best_score"):
             if isinstance(status.get(column), int | float):
                 row[column] = status[column]
+        if isinstance(status.get("init_from"), str):  # a fine-tune: the file it started from (status field)
+            row["init_from"] = status["init_from"]
         if isinstance(payload.get("run_dir"), str):
             row["run_dir"] = payload["run_dir"]
         if state is not None:

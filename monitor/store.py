@@ -102,8 +102,10 @@ def bucketed(records: list[dict[str, Any]], points: int, first: int, last: int) 
 
 class Store:
     def __init__(self, path: str | Path = MEMORY, *, owner: dict[str, Any] | None = None,
-                 batch_s: float = 0.25, log: Any = None, readonly: bool = False) -> None:
-        """`readonly`: only read (beside a running monitor); nothing is locked, checked or written."""
+                 batch_s: float = 0.25, log: Any = None, readonly: bool = False,
+                 max_bytes: int | None = None) -> None:
+        """`readonly`: only read (beside a running monitor); nothing is locked, checked or written.
+        `max_bytes`: a cap on the file (PRAGMA max_page_count); reaching it is a full disk."""
         self.path = str(path)
         self.memory = self.path == MEMORY or readonly
         self.batch_s = batch_s
@@ -121,10 +123,14 @@ class Store:
         except BaseException:
             self._release_lock()
             raise
+        if max_bytes is not None:
+            page = self._writer.execute("PRAGMA page_size").fetchone()[0]
+            self._writer.execute(f"PRAGMA max_page_count = {max(int(max_bytes) // page, 1)}")
         self._reader = self._writer if self.memory else self._connect()
         self._write_lock = threading.Lock()
         self._read_lock = self._write_lock if self.memory else threading.Lock()
         self._queue: queue.SimpleQueue[list[Statement] | threading.Event | None] = queue.SimpleQueue()
+        self._hurry = threading.Event()  # cuts the pause between batches short (a flush is waiting)
         self._thread = threading.Thread(target=self._write_loop, name="monitor-store", daemon=True)
         self._thread.start()
 
@@ -208,6 +214,7 @@ class Store:
         """Wait until everything submitted so far is written (or storing stopped)."""
         done = threading.Event()
         self._queue.put(done)
+        self._hurry.set()
         return done.wait(timeout)
 
     def _write_loop(self) -> None:
@@ -234,7 +241,8 @@ class Store:
                 waiter.set()
             if stop:
                 return
-            time.sleep(max(0.0, self.batch_s - (time.monotonic() - started)))
+            self._hurry.wait(max(0.0, self.batch_s - (time.monotonic() - started)))
+            self._hurry.clear()
 
     def _write(self, batch: list[Statement]) -> None:
         with self._write_lock:
@@ -265,6 +273,7 @@ class Store:
 
     def close(self) -> None:
         self._queue.put(None)
+        self._hurry.set()
         self._thread.join(timeout=30)
         for conn in {id(c): c for c in (self._reader, self._writer)}.values():
             with contextlib.suppress(sqlite3.Error):
@@ -298,6 +307,10 @@ class Store:
             row = db.execute(f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE id = ? OR name = ? "
                              "ORDER BY id = ? DESC, COALESCE(started, 0) DESC LIMIT 1", (key, key, key)).fetchone()
         return dict(zip(RUN_COLUMNS, row, strict=True)) if row else None
+
+    def newest_run(self) -> dict[str, Any] | None:
+        runs = self.runs()
+        return runs[0] if runs else None
 
     def delete_run(self, run_id: str) -> None:
         tables = ("points", "blocks", "validations", "images", "events", "alerts")

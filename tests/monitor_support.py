@@ -26,3 +26,29 @@ def feed(client: Any, topic: str, payload: dict) -> None:
     if run is not None:
         monitor.bridge.recorder.frame(run, topic, payload)
     monitor.store.flush()
+
+
+RUN_ID = "0123456789abcdef0123456789abcdef"  # a run.json id, as a mock trainer sends it
+
+
+def monitor_on(trainer: Any, db: Any) -> Any:
+    """A real `python -m monitor` process following the mock `trainer`, storing in `db`; serving on return."""
+    from tests.faults.procs import MonitorProc
+    from tests.net_support import wait_until
+
+    proc = MonitorProc(trainer.pub_endpoint, trainer.rep_endpoint, extra=["--db", str(db)]).start()
+    wait_until(lambda: proc.get("/healthz"), 30, "the monitor serving")
+    return proc
+
+
+def fetch_history(monitor: Any, **params: object) -> dict:
+    """GET /api/history.json (params as query), or an empty history while there is none."""
+    query = "&".join(f"{'from' if k == 'first' else k}={v}" for k, v in params.items())
+    body = monitor.get(f"/api/history.json?{query}")
+    return body if body and "history" in body else {"history": [], "validations": []}
+
+
+def stored_runs(monitor: Any) -> dict[str, dict]:
+    """GET /api/runs by id ({} while the monitor is not serving)."""
+    body = monitor.get("/api/runs")
+    return {r["id"]: r for r in body["runs"]} if body else {}
