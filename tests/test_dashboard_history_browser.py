@@ -98,13 +98,13 @@ def stored_db(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     write_run_folder(tmp / "imported")
     subprocess.run([sys.executable, "-m", "monitor", "import", str(tmp / "imported"), "--db", db], check=True,
                    capture_output=True, timeout=120)
-    old = MockTrainer(OLD, run_id=uuid.uuid4().hex, status_hz=20, speed=400, validate_every=500, validate_s=0.05)
+    old = MockTrainer(OLD, status_hz=20, speed=400, validate_every=500, validate_s=0.05)
     with serving([old.start()], db=db, offline_after_s=1.0) as address:
-        wait_until(lambda: stored_validations(address, old.run_id) >= 3, 30, "three validations stored", every=0.3)
-        stop(address, old.run_id)
+        wait_until(lambda: stored_validations(address, OLD) >= 3, 30, "three validations stored", every=0.3)
+        stop(address, OLD)
         wait_until(lambda: old.stopped.is_set(), what="the old trainer stopping")
-        wait_until(lambda: state_of(address, old.run_id) in PAST_STATES, what="the run ended", every=0.3)
-    return db, old.run_id
+        wait_until(lambda: state_of(address, OLD) in PAST_STATES, what="the run ended", every=0.3)
+    return db, OLD  # a trainer without a run id is known by its run name
 
 
 @pytest.fixture(scope="module")
