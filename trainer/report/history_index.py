@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import struct
 import sys
 import threading
 import zlib
@@ -38,10 +37,12 @@ from typing import Any
 import numpy as np
 
 from protocol import HISTORY_FIELDS, METRIC_SPACES, VALIDATION_POINT_FIELDS
+from trainer.report.rowfile import CHUNK, RowFile
 
 VERSION = 3
 FANOUT = 16
 META_EVERY = 256
+NOTICE_BYTES = 64 * 2**20  # a rebuild from a metrics.jsonl this large says so first
 # A history point's field -> the name its value has in a metrics.jsonl `train` record.
 RECORD_NAMES = {"iteration": "step", "total_loss": "loss", "learn_rate": "lr", "iter_speed": "iter_speed",
                 "gpu_memory": "gpu_memory", "timestamp": "ts", "loss_min": "loss_min", "loss_max": "loss_max"}
@@ -51,7 +52,6 @@ VAL_ROW = np.dtype([(name, "<i8" if name in ("iteration", "metric_space") else "
                     for name in VALIDATION_POINT_FIELDS])
 LEVEL_ROW = np.dtype([("iteration", "<i8"), ("loss_min", "<f8"), ("loss_max", "<f8")])  # iteration: the block's last
 _HEAD_BYTES = 256  # the start of metrics.jsonl that identifies it (another file after an archive differs)
-_CHUNK = 1 << 16  # rows per chunk when scanning a whole file
 
 
 @dataclass(frozen=True)
@@ -91,75 +91,6 @@ def _val_row(step: int, record: dict[str, Any]) -> list[int | float]:
                     for f in VALIDATION_POINT_FIELDS[1:])]
 
 
-class Stack:
-    """One file of fixed-size rows sorted by step: appended, cut back by step."""
-
-    def __init__(self, path: Path, dtype: np.dtype) -> None:
-        self.path, self.dtype = path, dtype
-        self.packer = struct.Struct("<" + "".join("q" if dtype[n].kind == "i" else "d" for n in dtype.names))
-        self.fh = open(path, "a+b")  # created when missing; writes go where `seek` says (r+b semantics below)
-        self.fh.close()
-        self.fh = open(path, "r+b")
-        self._at_end = False
-        self.count = 0
-        self.last_step = -1
-        self.crc = 0
-
-    def reset(self, count: int = 0, crc: int | None = None, shrink: bool = False) -> None:
-        """Keep the first `count` rows (already checked; `crc` theirs when known) and drop the rest. The file
-        shrinks only when asked (on open): a reader may have mapped it, and reading a mapped page past the
-        end of a file kills the process (SIGBUS); rows past `count` are simply written over later."""
-        self.fh.flush()
-        if shrink:
-            self.fh.truncate(count * self.dtype.itemsize)
-        self._at_end = False
-        self.count = count
-        self.crc = self.prefix_crc(count) if crc is None else crc
-        has_step = "iteration" in self.dtype.names
-        self.last_step = int(self.read(count - 1, count)["iteration"][0]) if count and has_step else -1
-
-    def push(self, row: tuple) -> None:
-        data = self.packer.pack(*row)
-        if not self._at_end:  # a seek flushes the write buffer: only after a read or a cut
-            self.fh.seek(self.count * self.dtype.itemsize)
-            self._at_end = True
-        self.fh.write(data)
-        self.crc = zlib.crc32(data, self.crc)
-        self.count += 1
-        self.last_step = int(row[0])
-
-    def cut(self, step: int, keep_equal: bool) -> bool:
-        """Drop the rows past `step` (and at it unless `keep_equal`); True when any went."""
-        if self.last_step < step or (keep_equal and self.last_step == step):
-            return False
-        low, high = 0, self.count  # the first row past `step` (or at it): bisection, a row read at a time
-        while low < high:
-            middle = (low + high) // 2
-            row_step = int(self.read(middle, middle + 1)["iteration"][0])
-            low, high = (middle + 1, high) if row_step < step or (keep_equal and row_step == step) else (low, middle)
-        self.reset(low)
-        return True
-
-    def read(self, start: int, stop: int) -> np.ndarray:
-        self.fh.flush()
-        self._at_end = False
-        self.fh.seek(start * self.dtype.itemsize)
-        return np.frombuffer(self.fh.read((stop - start) * self.dtype.itemsize), self.dtype)
-
-    def prefix_crc(self, count: int) -> int:
-        crc = 0
-        for start in range(0, count, _CHUNK):
-            crc = zlib.crc32(self.read(start, min(count, start + _CHUNK)).tobytes(), crc)
-        return crc
-
-    def size_rows(self) -> int:
-        self.fh.flush()
-        return os.fstat(self.fh.fileno()).st_size // self.dtype.itemsize
-
-    def close(self) -> None:
-        self.fh.close()
-
-
 class HistoryIndex:
     """The live curve of one metrics.jsonl; `add` after each line is written, `view` to read. Thread-safe."""
 
@@ -168,9 +99,9 @@ class HistoryIndex:
         self.folder = Path(folder) if folder is not None else self.source.with_suffix(".index")
         self.folder.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self.train = Stack(self.folder / "train.bin", TRAIN_ROW)
-        self.val = Stack(self.folder / "val.bin", VAL_ROW)
-        self.levels: list[Stack] = []  # level K at [K - 1]
+        self.train = RowFile(self.folder / "train.bin", TRAIN_ROW)
+        self.val = RowFile(self.folder / "val.bin", VAL_ROW)
+        self.levels: list[RowFile] = []  # level K at [K - 1]
         self._pending: list[list[tuple[int, float, float]]] = [[]]  # per level: entries not yet in a full block
         self.generation = 0
         self.indexed = 0  # bytes of metrics.jsonl indexed
@@ -185,6 +116,10 @@ class HistoryIndex:
     def _open(self) -> None:
         meta = self._read_meta()
         if meta is None or not self._matches(meta):
+            size = self.source.stat().st_size if self.source.exists() else 0
+            if size > NOTICE_BYTES:  # about 10 s per 200 MB
+                print(f"indexing {self.source} ({size / 2**20:.0f} MB) for the `history` command, once",
+                      file=sys.stderr, flush=True)
             self.rebuilt = True
             self.indexed = 0
             self.train.reset(0, shrink=True)
@@ -292,7 +227,7 @@ class HistoryIndex:
         block = _block(pending)
         pending.clear()
         if len(self.levels) <= level:
-            self.levels.append(Stack(self.folder / f"level{level + 1}.bin", LEVEL_ROW))
+            self.levels.append(RowFile(self.folder / f"level{level + 1}.bin", LEVEL_ROW))
             self._pending.append([])
         self.levels[level].push(block)
         self._push_level(level + 1, block)
@@ -316,9 +251,9 @@ class HistoryIndex:
             blocks = count // FANOUT ** k
             if blocks == 0:
                 break
-            stack = Stack(self.folder / f"level{k}.bin", LEVEL_ROW)
+            stack = RowFile(self.folder / f"level{k}.bin", LEVEL_ROW)
             source = self.train if lower is None else lower
-            step = _CHUNK - _CHUNK % FANOUT
+            step = CHUNK - CHUNK % FANOUT
             for start in range(0, blocks * FANOUT, step):
                 rows = source.read(start, min(blocks * FANOUT, start + step)).reshape(-1, FANOUT)
                 out = np.empty(len(rows), LEVEL_ROW)

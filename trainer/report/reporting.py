@@ -94,7 +94,8 @@ class Reporting:
         """The whole run from the run folder's logs (trainer.report.history); empty until `start`."""
         runlog, run = self.runlog, self.identity
         if runlog is None or run is None:
-            return {"run": identity.display_name(self.run_dir), "history": [], "validations": []}
+            return {"run": identity.display_name(self.run_dir), "history": [], "validations": [], "from": 0, "to": 0,
+                    "last_iteration": 0}
         return {"run": identity.display_name(self.run_dir), "run_id": run.id, **history(runlog.history, args)}
 
     def close(self) -> None:
