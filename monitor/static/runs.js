@@ -5,6 +5,7 @@ window.VsrRuns = (handlers) => {
   "use strict";
   const { onSelect, onTick } = handlers;
   const { $, count, pct, when, duration, element, getJSON } = window.VsrFormat;
+  const NONE_YET = "no runs yet: start a trainer, or read a run folder in with python -m monitor import RUN_DIR";
   let stored = [];        // summaries from /api/runs
   let current = null;     // the run the monitor follows
   const ticked = new Set();
@@ -63,6 +64,13 @@ window.VsrRuns = (handlers) => {
     return tr;
   }
 
+  function emptyRow() {
+    const tr = document.createElement("tr"), td = tr.insertCell();
+    td.colSpan = 8;
+    td.append(element("span", "sub", NONE_YET));
+    return tr;
+  }
+
   function put(el, value) { if (el.textContent !== value) el.textContent = value; }
 
   function fillRow(tr, r, selected, colour) {
@@ -88,10 +96,10 @@ window.VsrRuns = (handlers) => {
   // Rows are kept (their tick boxes too) and only rebuilt when the list of runs changes.
   function render(list, selectedId, colourOf) {
     const body = $("runs-table").tBodies[0];
-    const ids = list.map((r) => r.id).join("\n");
+    const ids = JSON.stringify(list.map((r) => r.id));
     if (body.dataset.ids !== ids) {
       body.dataset.ids = ids;
-      body.replaceChildren(...list.map(makeRow));
+      body.replaceChildren(...(list.length ? list.map(makeRow) : [emptyRow()]));
     }
     list.forEach((r, i) => fillRow(body.rows[i], r, r.id === selectedId, colourOf(r.id)));
   }
