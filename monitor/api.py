@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from protocol import HISTORY_FIELDS, SIMPLE_ACTIONS, json_safe
+from protocol import HISTORY_FIELDS, SIMPLE_ACTIONS, CommandName, json_safe
 from protocol.schemas import HISTORY_POINTS
 
 from . import metrics
@@ -104,7 +104,7 @@ def per_run(handler: Callable[[Request, Target], Awaitable[Response]]) -> Endpoi
         run = m.state.run(asked)
         if run is not None:
             return await handler(request, Target(run.name, run.display, run))
-        row = await asyncio.to_thread(m.store.run, asked) if asked else await asyncio.to_thread(m.store.newest_run)
+        row = await asyncio.to_thread(m.store.run, asked) if asked else None
         if row is None:
             return fail(404, "no such run: the monitor has neither stored it nor heard from it")
         return await handler(request, Target(row["id"], row["name"], None))
@@ -152,7 +152,7 @@ async def checkpoints(request: Request) -> JSONResponse:
     name = request.query_params.get("run")
     run = m.state.run(name)
     try:
-        reply = await m.bridge.command(name, "checkpoints")
+        reply = await m.bridge.command(name, CommandName.CHECKPOINTS)
     except (TrainerUnavailable, BadReply) as exc:
         if run is None or run.checkpoints is None:
             return fail(503, str(exc))
@@ -161,7 +161,7 @@ async def checkpoints(request: Request) -> JSONResponse:
         return fail(502, f"trainer could not list checkpoints: {reply.get('error', 'bad reply')}")
     if run is None:
         return JSONResponse({"run": None, "checkpoints": json_safe(reply["checkpoints"]), "cached": False})
-    m.bridge.adopt(run.name, "checkpoints", reply)
+    m.bridge.adopt(run.name, CommandName.CHECKPOINTS, reply)
     return JSONResponse({"run": run.name, "checkpoints": run.checkpoints, "cached": False})
 
 

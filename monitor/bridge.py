@@ -11,7 +11,7 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
-from protocol import json_safe
+from protocol import CommandName, json_safe
 
 from .alerting import Alerts
 from .hub import Hub
@@ -20,7 +20,7 @@ from .recorder import Recorder, backfill
 from .state import MonitorState
 
 log = logging.getLogger("monitor")
-SYNC_COMMANDS = ("status", "history", "checkpoints")
+SYNC_COMMANDS = (CommandName.STATUS, CommandName.HISTORY, CommandName.CHECKPOINTS)
 RECORD_EVERY_S = 10.0  # a live run's new stretch of the trainer's record is fetched this often
 
 
@@ -104,7 +104,7 @@ class Bridge:
         self._syncing.add(run)
         try:
             for command in SYNC_COMMANDS:
-                if command == "history":
+                if command == CommandName.HISTORY:
                     if await self.fetch_record(run, whole=True) is None:
                         break
                     continue
@@ -127,17 +127,17 @@ class Bridge:
         if known is None:
             return None
         first = 0 if whole else known.synced_to + 1
-        last = await backfill(lambda args: self._quiet(run, "history", args), self.recorder.store, run, first,
+        last = await backfill(lambda args: self._quiet(run, CommandName.HISTORY, args), self.recorder.store, run, first,
                               whole=whole)
         if last is not None:
             known.synced_to = max(last, first - 1)
         return last
 
     async def refresh_checkpoints(self, run: str) -> list[Any] | None:
-        reply = await self._quiet(run, "checkpoints")
+        reply = await self._quiet(run, CommandName.CHECKPOINTS)
         if reply is None or not reply.get("ok"):
             return None
-        self.adopt(run, "checkpoints", reply)
+        self.adopt(run, CommandName.CHECKPOINTS, reply)
         known = self.state.run(run)
         checkpoints = known.checkpoints if known else None
         self.hub.publish({"type": "checkpoints", "run": run, "checkpoints": checkpoints})
@@ -156,9 +156,9 @@ class Bridge:
         if known is None:
             return
         try:
-            if command == "status" and isinstance(reply.get("status"), dict):
+            if command == CommandName.STATUS and isinstance(reply.get("status"), dict):
                 known.apply("status", reply["status"])
-            elif command == "checkpoints" and isinstance(reply.get("checkpoints"), list):
+            elif command == CommandName.CHECKPOINTS and isinstance(reply.get("checkpoints"), list):
                 known.checkpoints = json_safe(reply["checkpoints"])
         except (ValueError, TypeError) as exc:
             self.state.count_malformed(f"{command} reply: {exc}")

@@ -8,12 +8,13 @@ import random
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from PIL import Image, ImageDraw, ImageFilter
 
 from ckpt.naming import checkpoint_name
-from protocol import HISTORY_FIELDS, SIMPLE_ACTIONS, CommandServer, Publisher, SecurityConfig
+from protocol import ACTION_COMMANDS, HISTORY_FIELDS, CommandName, CommandServer, Publisher, SecurityConfig
 
 from .store import bucketed
 
@@ -83,12 +84,18 @@ class MockTrainer:
         self._history: list[dict[str, Any]] = [h for h in history or [] if h["iteration"] <= start_iteration]
         self._validations: deque[dict[str, Any]] = deque(maxlen=100)
         self._checkpoints: list[dict[str, Any]] = []
-        self._publisher = Publisher(pub, run, security=security, run_id=run_id)
-        self._server = CommandServer(rep, actions=SIMPLE_ACTIONS, security=security, queries={
-            "status": lambda a: {"status": self.status()},
-            "history": self._history_reply,
-            "checkpoints": lambda a: {"checkpoints": list(self._checkpoints)},
+        self._publisher = Publisher(pub, run, security=security)
+        self._server = CommandServer(rep, actions=ACTION_COMMANDS, security=security, queries={
+            CommandName.STATUS: lambda a: {"status": self.status()},
+            CommandName.HISTORY: self._history_reply,
+            CommandName.CHECKPOINTS: lambda a: {"checkpoints": list(self._checkpoints)},
         })
+        # what each protocol action does here, given the step and the action's args (a test checks them all)
+        self.handlers: dict[str, Callable[[int, dict[str, Any]], None]] = {
+            CommandName.VALIDATE: self._on_validate, CommandName.PAUSE: self._on_pause,
+            CommandName.RESUME: self._on_resume, CommandName.SAVE: lambda _step, _args: self._save("regular"),
+            CommandName.STOP: self._on_stop, CommandName.SET: self._on_set,
+        }
         self.pub_endpoint, self.rep_endpoint = self._publisher.endpoint, self._server.endpoint
         self._thread = threading.Thread(target=self._loop, name=f"mock-trainer {run}", daemon=True)
 
@@ -116,10 +123,6 @@ class MockTrainer:
         """Its whole record, one point a second since iteration 0 (what `history` thins)."""
         with self._lock:
             return list(self._history)
-
-    def _recorded(self) -> int:
-        with self._lock:
-            return self._history[-1]["iteration"] if self._history else -1
 
     def _history_reply(self, args: dict[str, Any]) -> dict[str, Any]:
         """`history` as the trainer answers it: at most `points` points over [from, to], every validation
@@ -173,7 +176,7 @@ class MockTrainer:
         self._event("started", f"mock run {self.run!r} started", step=int(self.iteration))
         while not self.stopped.wait(tick):
             for command in self._server.drain():
-                self._obey(command.name)
+                self.handlers[command.name](int(self.iteration), dict(command.args or {}))
             if self.stopped.is_set():
                 break
             self._advance(tick)
@@ -181,15 +184,18 @@ class MockTrainer:
                 self.spike_at = 0
                 self.diverge(5, rollback=True)
             status = self.status()
-            self._publisher.publish("status", **status)
+            self._publish("status", **status)
             now = time.monotonic()
-            if now - last_point >= 1.0 and status["iteration"] > self._recorded():  # a record per new step
+            if now - last_point >= 1.0:
                 last_point = now
                 with self._lock:
                     self._history.append({k: status[k] for k in HISTORY_FIELDS if k in status})
             if now - last_beat >= 1.0:
                 last_beat = now
-                self._publisher.publish("heartbeat", state=status["state"], iteration=status["iteration"])
+                self._publish("heartbeat", state=status["state"], iteration=status["iteration"])
+
+    def _publish(self, topic: str, **fields: Any) -> None:
+        self._publisher.publish(topic, **fields, **({"run_id": self.run_id} if self.run_id else {}))
 
     def _advance(self, dt: float) -> None:
         with self._lock:
@@ -204,22 +210,27 @@ class MockTrainer:
             if every and int(self.iteration) // every > before // every:
                 self.validating_until = time.monotonic() + self.validate_s
 
-    def _obey(self, name: str) -> None:
-        step = int(self.iteration)
-        if name == "validate":
-            with self._lock:
-                self.validating_until = time.monotonic() + self.validate_s
-            self._event("validation_started", f"Validating at step {step}", step=step)
-        elif name in ("pause", "resume"):
-            with self._lock:
-                self.paused = name == "pause"
-            self._event("paused" if self.paused else "resumed",
-                        f"{'Paused' if self.paused else 'Resumed'} at step {step}", step=step)
-        elif name == "save":
-            self._save("regular")
-        elif name == "stop":
-            self._event("stopping", f"Stopping at step {step}: stop requested", step=step)
-            self.stopped.set()
+    def _on_validate(self, step: int, _args: dict[str, Any]) -> None:
+        with self._lock:
+            self.validating_until = time.monotonic() + self.validate_s
+        self._event("validation_started", f"Validating at step {step}", step=step)
+
+    def _on_pause(self, step: int, _args: dict[str, Any]) -> None:
+        with self._lock:
+            self.paused = True
+        self._event("paused", f"Paused at step {step}", step=step)
+
+    def _on_resume(self, step: int, _args: dict[str, Any]) -> None:
+        with self._lock:
+            self.paused = False
+        self._event("resumed", f"Resumed at step {step}", step=step)
+
+    def _on_stop(self, step: int, _args: dict[str, Any]) -> None:
+        self._event("stopping", f"Stopping at step {step}: stop requested", step=step)
+        self.stopped.set()
+
+    def _on_set(self, _step: int, args: dict[str, Any]) -> None:  # a mock has no knobs: it says what it was told
+        self._event("set", f"Set {args['key']} = {args['value']!r}", key=args["key"], value=args["value"])
 
     def _finish_validation(self) -> None:
         it = int(self.iteration)
@@ -233,7 +244,7 @@ class MockTrainer:
         if self.best_score is None or metrics["quality"] > self.best_score:
             self.best_score = metrics["quality"]
             self._save("best")
-        self._publisher.publish("validation", **metrics, image=comparison_png(it), image_format="png")
+        self._publish("validation", **metrics, image=comparison_png(it), image_format="png")
 
     def _save(self, kind: str) -> None:
         it = int(self.iteration)
@@ -245,4 +256,4 @@ class MockTrainer:
                     path=entry["filename"], type=kind, step=it)
 
     def _event(self, kind: str, message: str, **data: Any) -> None:
-        self._publisher.publish("event", kind=kind, message=message, data=data)
+        self._publish("event", kind=kind, message=message, data=data)

@@ -21,6 +21,7 @@ from protocol.jsonsafe import json_safe
 from protocol.pubsub import Publisher, Subscriber
 from protocol.schemas import (
     ACTION_COMMANDS,
+    ACTIONS,
     COMMANDS,
     DEFAULT_PUB,
     DEFAULT_REP,
@@ -31,6 +32,7 @@ from protocol.schemas import (
     METRIC_SPACES,
     MONITOR_PORT,
     PROTOCOL_VERSION,
+    QUERIES,
     QUERY_COMMANDS,
     SIMPLE_ACTIONS,
     STATES,
@@ -38,6 +40,7 @@ from protocol.schemas import (
     TOPICS,
     VALIDATION,
     VALIDATION_POINT_FIELDS,
+    CommandName,
 )
 from protocol.security import (
     SecurityConfig,
@@ -50,6 +53,7 @@ from protocol.sockets import EndpointError
 
 __all__ = [
     "ACTION_COMMANDS",
+    "ACTIONS",
     "COMMANDS",
     "DEFAULT_PUB",
     "DEFAULT_REP",
@@ -60,6 +64,7 @@ __all__ = [
     "METRIC_SPACES",
     "MONITOR_PORT",
     "PROTOCOL_VERSION",
+    "QUERIES",
     "QUERY_COMMANDS",
     "SIMPLE_ACTIONS",
     "STATES",
@@ -69,6 +74,7 @@ __all__ = [
     "VALIDATION_POINT_FIELDS",
     "Command",
     "CommandClient",
+    "CommandName",
     "CommandServer",
     "CommandTimeout",
     "EndpointError",

@@ -11,6 +11,7 @@ tables for humans; keep the two in step.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 PROTOCOL_VERSION = 1
 LOOPBACK = "127.0.0.1"  # where the trainer's sockets and the monitor bind unless told otherwise
@@ -161,19 +162,38 @@ VALIDATION_POINT_FIELDS = ("iteration", "psnr", "ssim", "quality", "baseline_psn
 REQUEST: Schema = {"v": req(INT), "command": req(STR, pattern=r"[a-z][a-z0-9_]{0,31}"), "args": opt(MAP)}
 REPLY: Schema = {"v": req(INT), "ok": req(BOOL), "error": opt(STR)}
 
-COMMANDS: dict[str, Schema] = {
-    "ping": {},
-    "status": {},
-    "validate": {},
-    "pause": {},
-    "resume": {},
-    "save": {},
-    "stop": {},
-    "checkpoints": {},
-    "history": {"points": opt(INT), "from": opt(INT), "to": opt(INT), "limit": opt(INT)},
-    "set": {"key": req(STR), "value": req(ANY)},
-}
 
-QUERY_COMMANDS = ("ping", "status", "checkpoints", "history")
-ACTION_COMMANDS = ("validate", "pause", "resume", "save", "stop", "set")
-SIMPLE_ACTIONS = tuple(name for name in ACTION_COMMANDS if not COMMANDS[name])  # actions without args
+class CommandName(StrEnum):
+    """Every command's name, for the code that sends or handles one (QUERIES and ACTIONS give their args)."""
+
+    PING = "ping"
+    STATUS = "status"
+    CHECKPOINTS = "checkpoints"
+    HISTORY = "history"
+    VALIDATE = "validate"
+    PAUSE = "pause"
+    RESUME = "resume"
+    SAVE = "save"
+    STOP = "stop"
+    SET = "set"
+
+
+# A query is answered at once on the command server's thread; an action is queued for the training loop.
+QUERIES: dict[str, Schema] = {
+    CommandName.PING: {},
+    CommandName.STATUS: {},
+    CommandName.CHECKPOINTS: {},
+    CommandName.HISTORY: {"points": opt(INT), "from": opt(INT), "to": opt(INT), "limit": opt(INT)},
+}
+ACTIONS: dict[str, Schema] = {
+    CommandName.VALIDATE: {},
+    CommandName.PAUSE: {},
+    CommandName.RESUME: {},
+    CommandName.SAVE: {},
+    CommandName.STOP: {},
+    CommandName.SET: {"key": req(STR), "value": req(ANY)},
+}
+COMMANDS: dict[str, Schema] = {**QUERIES, **ACTIONS}
+QUERY_COMMANDS = tuple(QUERIES)
+ACTION_COMMANDS = tuple(ACTIONS)
+SIMPLE_ACTIONS = tuple(name for name, args in ACTIONS.items() if not args)  # actions without args

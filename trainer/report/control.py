@@ -16,11 +16,12 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from protocol import ACTION_COMMANDS
+from protocol import ACTION_COMMANDS, CommandName
 from trainer.config import Config
 
 ACTIONS = ACTION_COMMANDS  # what the command server queues for the loop: the protocol's actions
-KEYS = {"p": "toggle_pause", "v": "validate", "c": "save", "q": "stop"}
+TOGGLE_PAUSE = "toggle_pause"  # the P key's own action: pause or resume, whichever applies
+KEYS = {"p": TOGGLE_PAUSE, "v": CommandName.VALIDATE, "c": CommandName.SAVE, "q": CommandName.STOP}
 
 # Knobs that are safe to change while training: dotted config key -> type.
 SETTABLE: dict[str, type] = {

@@ -14,7 +14,7 @@ from typing import Any
 
 import ckpt
 import protocol
-from protocol import json_safe
+from protocol import CommandName, json_safe
 from trainer.config import Config
 from trainer.report import identity
 from trainer.report.console import Console
@@ -61,7 +61,7 @@ class Reporting:
         server = None
         if opts.rep:
             server = protocol.CommandServer(opts.rep, queries=self._queries(), actions=ACTIONS,
-                                            security=security, validators={"set": validate_set_args(get_cfg)})
+                                            security=security, validators={CommandName.SET: validate_set_args(get_cfg)})
         return server, KeyReader() if opts.console and KeyReader.available() else None
 
     def start(self, iteration: int) -> None:
@@ -85,9 +85,9 @@ class Reporting:
             return {"checkpoints": json_safe(ckpt.list_checkpoints(self.run_dir))}
 
         return {
-            "status": lambda _a: {"status": self.telemetry.latest_status()},
-            "history": self._history,
-            "checkpoints": checkpoints,
+            CommandName.STATUS: lambda _a: {"status": self.telemetry.latest_status()},
+            CommandName.HISTORY: self._history,
+            CommandName.CHECKPOINTS: checkpoints,
         }
 
     def _history(self, args: dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,10 @@ import torch
 
 import ckpt
 import protocol
+from protocol import CommandName
 from trainer.config import Config, ConfigError
 from trainer.data import DataError
-from trainer.report.control import Action, with_setting
+from trainer.report.control import TOGGLE_PAUSE, Action, with_setting
 from trainer.train.checkpoint import ResumeError, to_checkpoint
 from trainer.train.distributed import broadcast_object, sync_step
 from trainer.train.divergence import DivergenceError, optimizer_step
@@ -35,6 +37,8 @@ USER_ERRORS = (ConfigError, ResumeError, DataError, protocol.SecurityError, prot
                ckpt.CheckpointError, DivergenceError)
 # Errors by which a run stops itself on purpose (after its emergency checkpoint): one line, exit 3.
 RUN_STOPS = (ReplicaMismatch,)
+# Actions that may write a checkpoint: the DDP replicas are compared before them.
+CHECKPOINTING = (CommandName.VALIDATE, CommandName.SAVE, CommandName.STOP)
 
 
 @dataclass
@@ -62,6 +66,12 @@ class Trainer:
         self._signal: int | None = None
         self._stop_reason = ""
         self._old_handlers: dict[int, Any] = {}
+        # what each protocol action does here; True: training stops now (a test checks every action has one)
+        self.handlers: dict[str, Callable[[Action], bool]] = {
+            CommandName.VALIDATE: self._on_validate, CommandName.SAVE: self._on_save,
+            CommandName.PAUSE: self._on_pause, CommandName.RESUME: self._on_resume,
+            CommandName.SET: self._on_set, CommandName.STOP: self._on_stop,
+        }
 
     # ---- the loop -------------------------------------------------------------
     def run(self) -> int:
@@ -163,7 +173,7 @@ class Trainer:
                                              self.setup.dist)
         if not state.decides:
             state.follow(decisions)
-        if any(name in ("validate", "save", "stop") for name, _, _ in actions):  # these may write a checkpoint
+        if any(name in CHECKPOINTING for name, _, _ in actions):
             self.setup.guard.check(self.step)
         for name, args, source in actions:
             if self._apply(Action(name, args, source)):
@@ -181,37 +191,50 @@ class Trainer:
             state.follow(decisions)
 
     def _apply(self, action: Action) -> bool:
-        name, tel = action.name, self.setup.report.telemetry
-        if name == "toggle_pause":
-            name = "resume" if self.paused else "pause"
-        if name == "stop":
-            self._stop_reason = f"stop requested ({action.source})"
-            return True
-        if name == "validate":
-            self.validate()
-        elif name == "save":
-            self.save("regular")
-        elif name == "pause" and not self.paused:
-            self.paused = True
-            tel.set_state("paused")
-            tel.event("paused", f"Paused at step {self.step} ({action.source})", step=self.step)
-        elif name == "resume" and self.paused:
-            self.paused = False
-            tel.set_state("training")
-            tel.event("resumed", f"Resumed at step {self.step} ({action.source})", step=self.step)
-        elif name == "set":
-            self._set(action.args)
+        """Carry out one action; True when training must stop now."""
+        name = action.name
+        if name == TOGGLE_PAUSE:  # a key's own action
+            name = CommandName.RESUME if self.paused else CommandName.PAUSE
+        return self.handlers[name](action)
+
+    def _on_stop(self, action: Action) -> bool:
+        self._stop_reason = f"stop requested ({action.source})"
+        return True
+
+    def _on_validate(self, _action: Action) -> bool:
+        self.validate()
         return False
 
-    def _set(self, args: dict[str, Any]) -> None:
-        tel = self.setup.report.telemetry
+    def _on_save(self, _action: Action) -> bool:
+        self.save("regular")
+        return False
+
+    def _on_pause(self, action: Action) -> bool:
+        if not self.paused:
+            self.paused = True
+            self.setup.report.telemetry.set_state("paused")
+            self.setup.report.telemetry.event("paused", f"Paused at step {self.step} ({action.source})",
+                                              step=self.step)
+        return False
+
+    def _on_resume(self, action: Action) -> bool:
+        if self.paused:
+            self.paused = False
+            self.setup.report.telemetry.set_state("training")
+            self.setup.report.telemetry.event("resumed", f"Resumed at step {self.step} ({action.source})",
+                                              step=self.step)
+        return False
+
+    def _on_set(self, action: Action) -> bool:
+        args, tel = action.args, self.setup.report.telemetry
         try:
             self.cfg = with_setting(self.cfg, str(args["key"]), args["value"])
         except (KeyError, ValueError) as exc:
             tel.event("error", f"set rejected: {exc}", args=args)
-            return
+            return False
         self.setup.state.on_config_change(self.cfg)
         tel.event("set", f"Set {args['key']} = {args['value']!r}", key=args["key"], value=args["value"])
+        return False
 
     def _stop(self) -> int:
         """Stop command, Q or a signal: checkpoint, then leave (0, or 128+signal)."""
