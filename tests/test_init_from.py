@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import ckpt
+from bench.bench_released import trained_file, write_clips
 from ckpt.__main__ import main as ckpt_main
 from tests import released_support as rs
 from tests.evaluate_support import write_frames
@@ -152,3 +153,33 @@ def test_finetune_recipe_trains_spynet_from_the_start_at_its_reduced_lr_below_th
     assert model.set_flow_trainable(0)  # no frozen warm-up: SPyNet is already trained
     spynet = next(g for g in model.param_groups(cfg.schedule.lr_max) if g["name"] == "spynet")
     assert spynet["lr_mult"] == 0.25
+
+
+@pytest.fixture(scope="session")
+def basicsr_trained(tmp_path_factory):
+    """A small BasicVSR++ trained by BasicSR's own code (bench_released.trained_file: 45 steps on panning
+    shots, x4, kept in the cache folder), and clip folders: the shots it trained on and two held-out ones."""
+    cls = rs.basicsr_class()
+    if cls is None:
+        pytest.skip("basicsr==1.4.2 sdist unavailable: not cached in ~/.cache/vsrpp and `pip download` failed")
+    return trained_file(cls), write_clips(tmp_path_factory.mktemp("basicsr_trained") / "data")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_fine_tuning_a_basicsr_trained_model_starts_well_above_bilinear_and_stays_close(tmp_path, basicsr_trained):
+    file, data = basicsr_trained
+    trainer = fine_tune(tmp_path / "run", file, data, steps=24, **{
+        "data.patch_size": 24, "data.degrade": "area", "schedule.lr_max": 5e-5, "schedule.warmup_iters": 0,
+        "model.name": "basicvsrpp", "model.options.spynet_fix_iter": 0, "train.val_every": 24, "train.val_limit": 0,
+        "train.adaptive_loss": False})
+    assert trainer.run() == 0
+    first, last = trainer.setup.report.telemetry.validations()[0], trainer.setup.report.telemetry.validations()[-1]
+    assert (first["iteration"], last["iteration"]) == (0, 24)
+    assert first["psnr"] > first["baseline_psnr"] + 1.0  # the released model's quality from iteration 0
+    assert abs(last["psnr"] - first["psnr"]) < 0.3  # held-out frames: within a fraction of a dB
+    start = torch.load(file, weights_only=True)["params"]
+    end = ckpt.load_checkpoint(tmp_path / "run" / ckpt.checkpoint_name(24))["model_state_dict"]
+    moved = sum((end[k].double() - v.double()).square().sum() for k, v in start.items()).sqrt()
+    size = sum(v.double().square().sum() for v in start.values()).sqrt()
+    assert moved / size < 0.02  # the weights stay close to the file's
