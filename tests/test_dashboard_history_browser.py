@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from monitor.mock import MockTrainer, comparison_png
+from monitor.store import KEEP_IMAGES
 from tests.browser_support import chromium, require_chromium, screenshot, serving
 from tests.net_support import wait_until
 
@@ -27,6 +28,7 @@ sync_api = require_chromium()
 
 OLD, LIVE, IMPORTED = "last-week", "today", "imported@gpu7"
 SPIKE_STEP, SPIKE = 61_237, 40.0  # one step's loss, between two records of an imported run
+VAL_EVERY = 900  # its validations: 900, 1800, ... 91,800
 PAST_STATES = ("finished", "stopped", "failed", "lost")
 RELEASED = "basicvsrpp_reds4.pth"
 
@@ -69,7 +71,8 @@ def plot(page: Any, chart: str, script: str) -> Any:
 
 def write_run_folder(folder: Path) -> None:
     """A finished run of 100,000 steps as the trainer leaves it, copied from another machine: a `train`
-    record every 5 steps (20,000), one step between two of them spiking to SPIKE, four validations."""
+    record every 5 steps (20,000), one step between two of them spiking to SPIKE, and KEEP_IMAGES + 2
+    validations, the first the best: the monitor keeps the images of that one and the last KEEP_IMAGES."""
     folder.mkdir()
     (folder / "run.json").write_text(json.dumps({"id": uuid.uuid4().hex, "name": "imported", "host": "gpu7",
                                                  "created": 1.7e9}))
@@ -79,9 +82,10 @@ def write_run_folder(folder: Path) -> None:
         top = SPIKE if step - 5 < SPIKE_STEP <= step else loss * 1.05
         lines.append({"kind": "train", "step": step, "ts": 1.7e9 + step / 10, "loss": loss, "lr": 1e-4,
                       "iter_speed": 10.0, "gpu_memory": 7.8, "loss_min": loss * 0.95, "loss_max": top})
-    for k, step in enumerate((25_000, 50_000, 75_000, 100_000)):
-        lines.append({"kind": "val", "step": step, "ts": 1.7e9 + step / 10, "psnr": 25.0 + k, "ssim": 0.8,
-                      "quality": 0.3 + 0.05 * k, "baseline_psnr": 24.0, "baseline_ssim": 0.75, "baseline_quality": 0.3})
+    for k in range(KEEP_IMAGES + 2):
+        step = VAL_EVERY * (k + 1)
+        lines.append({"kind": "val", "step": step, "ts": 1.7e9 + step / 10, "psnr": 30.0 - k / 100, "ssim": 0.8,
+                      "quality": 0.6 - k / 1000, "baseline_psnr": 24.0, "baseline_ssim": 0.75, "baseline_quality": 0.3})
         images = folder / "validation" / f"step_{step:07d}"
         images.mkdir(parents=True)
         (images / "val_000.png").write_bytes(comparison_png(step))
@@ -168,9 +172,21 @@ def test_an_imported_run_of_100k_steps_keeps_its_one_step_spike_on_the_loss_band
     wait_until(lambda: (plot(page, "chart-loss", band) or [0])[0] > 500, what="the whole run drawn")
     points, top, y_max = plot(page, "chart-loss", band)
     assert points <= 2000 and top == SPIKE and y_max >= SPIKE  # 20,000 records thinned, the spike kept
-    wait_until(lambda: "iteration 100,000" in page.text_content("#val-iter"), what="its latest validation")
+    last = VAL_EVERY * (KEEP_IMAGES + 2)
+    wait_until(lambda: f"iteration {last:,} (latest)" in page.text_content("#val-iter"), what="its last validation")
     page.wait_for_selector("#val-image", state="visible")
     assert page.eval_on_selector("#val-image", "(e) => e.naturalWidth") > 0
+
+
+def test_a_validation_whose_image_was_not_kept_says_so(page: Any) -> None:
+    page.click(f"#runs-table tbody tr:has-text('{IMPORTED}') td.name")
+    wait_until(lambda: page.eval_on_selector("#val-step", "(e) => e.max") == str(KEEP_IMAGES + 1), what="the slider")
+    page.eval_on_selector("#val-step", "(e) => { e.value = '1'; e.dispatchEvent(new Event('input')); }")
+    wait_until(lambda: "not kept" in page.text_content("#val-note"), what="the note")  # neither best nor recent
+    assert not page.is_visible("#val-image") and "30.00 dB" not in page.text_content("#val-table")
+    page.eval_on_selector("#val-step", "(e) => { e.value = '0'; e.dispatchEvent(new Event('input')); }")
+    page.wait_for_selector("#val-image", state="visible")  # the best one's image is kept
+    assert "30.00 dB" in page.text_content("#val-table") and page.text_content("#val-note") == ""
 
 
 def test_a_fine_tuned_run_names_the_model_it_started_from(page: Any) -> None:

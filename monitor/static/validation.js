@@ -35,7 +35,7 @@ window.VsrValidation = (handlers) => {
 
   function showImage(v) {
     const img = $("val-image"), kept = v.image !== false;
-    text("val-note", kept ? "" : "image not kept for this step (the last 100 and every best are)");
+    text("val-note", kept ? "" : "image not kept for this step (the monitor keeps the latest ones and every best)");
     img.hidden = !kept;
     const src = "/api/validation.png" + query({ run, iteration: v.iteration });
     if (kept && img.dataset.src !== src) { img.dataset.src = src; img.dataset.tries = "0"; img.src = src; }
