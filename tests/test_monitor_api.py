@@ -3,6 +3,7 @@ and a trainer address where nobody answers."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -192,8 +193,10 @@ def test_dashboard_and_its_assets_are_served_locally(client: TestClient) -> None
     page = client.get("/")
     assert page.status_code == 200 and "Trigger Validation" in page.text
     assert "default-src 'self'" in page.headers["content-security-policy"]
-    for asset in ("/static/app.js", "/static/charts.js", "/static/style.css",
-                  "/static/vendor/uPlot.iife.min.js", "/static/vendor/uPlot.min.css"):
+    assets = re.findall(r'(?:src|href)="(/static/[^"]+)"', page.text)  # every script and stylesheet the page names
+    assert {"/static/app.js", "/static/charts.js", "/static/style.css", "/static/vendor/uPlot.iife.min.js",
+            "/static/vendor/uPlot.min.css"} <= set(assets)
+    for asset in assets:
         assert client.get(asset).status_code == 200, asset
     assert "http" not in page.text.replace("http-equiv", "")
 
