@@ -10,6 +10,7 @@ credential itself, so only their host is ever shown: in errors, log lines and th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Callable, Iterable
@@ -61,7 +62,11 @@ class Notifier:
             self._queues.append(queue)
             self._tasks.append(asyncio.get_running_loop().create_task(self._sender(url, queue)))
 
-    async def stop(self) -> None:
+    async def stop(self, grace_s: float = 3.0) -> None:
+        """Give what is queued or under way `grace_s` to go out (a monitor stopped right after a run's
+        last alert, as the trainer's own monitor is), then stop sending."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*(q.join() for q in self._queues)), grace_s)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -86,8 +91,11 @@ class Notifier:
     async def _sender(self, url: str, queue: asyncio.Queue[tuple[Alert, bytes]]) -> None:
         while True:
             alert, body = await queue.get()
-            tries, why = await self._deliver(url, body)
-            self._finish(alert, url, tries, why)
+            try:
+                tries, why = await self._deliver(url, body)
+                self._finish(alert, url, tries, why)
+            finally:
+                queue.task_done()
 
     async def _deliver(self, url: str, body: bytes) -> tuple[int, str]:
         """(tries, why it failed: '' when delivered)."""
