@@ -183,3 +183,25 @@ def test_fine_tuning_a_basicsr_trained_model_starts_well_above_bilinear_and_stay
     moved = sum((end[k].double() - v.double()).square().sum() for k, v in start.items()).sqrt()
     size = sum(v.double().square().sum() for v in start.values()).sqrt()
     assert moved / size < 0.02  # the weights stay close to the file's
+
+
+def test_the_dashboards_run_listing_says_fine_tuned_from_the_status_field():
+    from monitor.recorder import Recorder, runs_listing
+    from monitor.run import RunState
+    from monitor.state import MonitorState
+    from monitor.store import Store
+
+    store = Store()
+    try:
+        run = RunState(name="r1", source="tcp://127.0.0.1:1", display="finetune@box")
+        status = {"v": 1, "run": "finetune@box", "seq": 1, "ts": 100.0, "iteration": 3, "total_loss": 0.1,
+                  "learn_rate": 1e-4, "time_remaining": "00:00:01", "iter_speed": 1.0, "gpu_memory": 0.0,
+                  "best_score": None, "is_validating": False, "is_training": True, "timestamp": 100.0,
+                  "is_paused": False, "max_iterations": 10, "state": "training", "init_from": "BasicVSRPP_x4_REDS.pth"}
+        run.apply("status", status)
+        Recorder(store, clock=lambda: 100.0).frame(run, "status", status)
+        store.flush()
+        listed = runs_listing(store, MonitorState(), now=100.0)
+        assert [r.get("init_from") for r in listed] == ["BasicVSRPP_x4_REDS.pth"]
+    finally:
+        store.close()
