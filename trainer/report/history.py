@@ -5,8 +5,8 @@
 the iterations I..J into N equal buckets; each bucket with records becomes one point: the values of
 its last record, and `loss_min`/`loss_max` = the extremes of every step in the bucket, so a one-step
 spike survives any thinning. `limit` (the old argument) asks for the last `limit` records, one point
-each. Validations: every one in I..J. Work per request: O(N * (FANOUT + log rows) * levels) index values
-and the validations asked for, whatever the run's length; metrics.jsonl itself is not read.
+each. Validations: every one in I..J. Work per request: O(N * FANOUT * levels) index values and the
+validations asked for, whatever the run's length; metrics.jsonl itself is not read.
 """
 
 from __future__ import annotations
