@@ -155,3 +155,16 @@ def test_cuda_asked_for_without_cuda_is_one_clear_line(tmp_path, capsys):
     assert main(["--checkpoint", str(ckpt), "--data", str(clip_folders(tmp_path / "gt")), "--device", "cuda"]) == 2
     stderr = capsys.readouterr().err
     assert "Traceback" not in stderr and "CUDA is not available" in stderr.strip().splitlines()[-1]
+
+
+def test_threads_sets_the_cpu_threads_and_a_negative_count_is_one_clear_line(tmp_path, capsys):
+    ckpt = checkpoint(tmp_path / "m.pth")
+    root = clip_folders(tmp_path / "gt", clips=("a",))
+    before = torch.get_num_threads()
+    try:
+        assert _run("--checkpoint", ckpt, "--data", root, "--threads", "2") == 0
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert _run("--checkpoint", ckpt, "--data", root, "--threads", "-1") == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "error: --threads must be >= 0, got -1"

@@ -1,7 +1,7 @@
 """Numbers comparable to papers: PSNR/SSIM on RGB and Y, per clip and overall, beside bicubic and bilinear.
 
     python -m trainer.evaluate --checkpoint F --data PATH [--lr PATH] [--json FILE] [--csv FILE]
-                               [--save DIR] [--crop-border N] [--device D] [--window N]
+                               [--save DIR] [--crop-border N] [--device D] [--window N] [--threads N]
 
 PATH, the ground truth, is a root of clip folders (ROOT/CLIP/*.png), one frame folder or a video
 file. LR frames come from --lr (the same structure: benchmarks that ship their own LR, such as
@@ -140,6 +140,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--save", type=Path, help="write the model's frames as DIR/CLIP/NAME.png")
     p.add_argument("--crop-border", type=int, help="pixels left out at each edge (default: the scale)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--threads", type=int, default=0,
+                   help="CPU threads (default: $OMP_NUM_THREADS, else every core; on a machine busy with other "
+                        "work, 1 is often several times faster: threads stop waiting on each other)")
     p.add_argument("--window", type=int, default=WHOLE_CLIP,
                    help="frames per chunk of a many-to-many model (default: the whole clip, as papers measure)")
     return p
@@ -160,6 +163,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.crop_border is not None and args.crop_border < 0:
             raise EvaluateError(f"--crop-border must be >= 0, got {args.crop_border}")
+        if args.threads < 0:
+            raise EvaluateError(f"--threads must be >= 0, got {args.threads}")
+        if args.threads:
+            torch.set_num_threads(args.threads)
         try:
             device = pick_device(args.device)
         except ValueError as exc:  # e.g. --device cuda without CUDA
