@@ -107,7 +107,8 @@ window.VsrCharts = ($, handlers) => {
     const xs = u.data[0];
     if (!xs || xs.length < 2) return;
     const [lo, hi] = zoom ? [zoom.from, zoom.to] : [xs[0], xs[xs.length - 1]];
-    if (hi > lo && Math.abs(u.scales.x.min - lo) > 0.5 || Math.abs(u.scales.x.max - hi) > 0.5) u.setScale("x", { min: lo, max: hi });
+    const off = Math.abs(u.scales.x.min - lo) > 0.5 || Math.abs(u.scales.x.max - hi) > 0.5;
+    if (hi > lo && off) u.setScale("x", { min: lo, max: hi });
   }
 
   // Our own setData/setScale take effect in uPlot's next microtask; ours runs after it.
