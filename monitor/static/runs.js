@@ -10,10 +10,9 @@ window.VsrRuns = (handlers) => {
   let current = null;     // the run the monitor follows
   const ticked = new Set();
 
-  // The contract's shape; a monitor without its store says run/trainer_online instead.
+  // One summary as /api/runs gives it (id, name, state, live, iteration, ..., init_from?).
   function normalise(r) {
-    const id = String(r.id ?? r.run), live = r.live ?? !!r.trainer_online;
-    return { ...r, id, name: String(r.name ?? r.run ?? id), live, state: r.state ?? (live ? "training" : "offline") };
+    return { ...r, id: String(r.id), name: String(r.name ?? r.id), live: !!r.live, state: r.state || "offline" };
   }
 
   async function refresh() {
