@@ -18,6 +18,8 @@ import time
 import tracemalloc
 from pathlib import Path
 
+from protocol import encode_reply
+from protocol.schemas import HISTORY_MAX_POINTS
 from trainer.report.history import history
 from trainer.report.history_index import HistoryIndex
 from trainer.report.runlog import RunLog
@@ -92,6 +94,7 @@ def measure(folder: Path, lines: int) -> dict[str, float]:
     pages = request_times(index, [{"points": 2000, "from": a, "to": a + last // 10}
                                   for a in range(0, last, last // 10)][:REQUESTS])
     limit = request_times(index, [{"limit": 2000}] * 5)
+    frame = len(encode_reply(True, **history(index, {"points": HISTORY_MAX_POINTS}))) / 2**20
     window = request_times(index, [{"points": 2000, "from": last - WINDOW, "to": last}] * REQUESTS)
     gc.collect()
     rss_before = rss_mb()
@@ -109,7 +112,8 @@ def measure(folder: Path, lines: int) -> dict[str, float]:
     return {"cold build s": cold, "reopen s": warm, "2000 pts median ms": statistics.median(whole),
             "2000 pts max ms": max(whole), "  same, last 1M its ms": statistics.median(window),
             "page 1/10 median ms": statistics.median(pages),
-            "limit=2000 median ms": statistics.median(limit), "tracemalloc peak KiB": peak / 1024,
+            "limit=2000 median ms": statistics.median(limit), "5000 pts reply MiB": frame,
+            "tracemalloc peak KiB": peak / 1024,
             "  same, last 1M its KiB": window_peak / 1024,
             "RSS growth MiB": rss_growth, "record+index us": record_us,
             "metrics.jsonl MiB": path.stat().st_size / 2**20,

@@ -154,7 +154,7 @@ TOPICS: dict[str, Schema] = {
 HISTORY_FIELDS = ("iteration", "total_loss", "learn_rate", "iter_speed", "gpu_memory", "timestamp",
                   "loss_min", "loss_max")
 HISTORY_POINTS = 2000  # `history`: points when a request names none
-HISTORY_MAX_POINTS = 10_000  # `history`: the most points one reply carries (points, limit)
+HISTORY_MAX_POINTS = 5000  # `history`: the most points one reply carries (points, limit): ~0.8 of a frame's 2 MiB
 VALIDATION_POINT_FIELDS = ("iteration", "psnr", "ssim", "quality", "baseline_psnr", "baseline_ssim",
                            "baseline_quality", "improvement", "metric_space", "timestamp")
 
