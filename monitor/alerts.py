@@ -115,6 +115,11 @@ class Alert:
                 "iteration": self.iteration, "ts": self.ts, "delivery": self.delivery, "tries": self.tries}
 
     def event(self, notify: bool) -> dict[str, Any]:
-        """The alert as an entry of the run's event list (`alert: true`); `notify`: in --notify-on."""
-        return {"kind": self.kind, "message": self.text, "ts": self.ts, "alert": True,
-                "data": {"id": self.id, "iteration": self.iteration, "title": self.title, "notify": notify}}
+        return alert_event(self.row(), notify)
+
+
+def alert_event(row: dict[str, Any], notify: bool = False) -> dict[str, Any]:
+    """An alert (`Alert.row()`, or the store's) as an entry of the run's event list (`alert: true`);
+    `notify`: its kind is in --notify-on (the dashboard's browser notifications follow it)."""
+    return {"kind": row["kind"], "message": row["text"], "ts": row["ts"], "alert": True,
+            "data": {"id": row["id"], "iteration": row["iteration"], "title": row["title"], "notify": notify}}

@@ -18,6 +18,7 @@ from protocol import HISTORY_FIELDS, SIMPLE_ACTIONS, CommandName, json_safe
 from protocol.schemas import HISTORY_POINTS
 
 from . import metrics
+from .alerts import alert_event
 from .bridge import Bridge
 from .config import MonitorConfig
 from .hub import Hub
@@ -104,7 +105,7 @@ def per_run(handler: Callable[[Request, Target], Awaitable[Response]]) -> Endpoi
         run = m.state.run(asked)
         if run is not None:
             return await handler(request, Target(run.name, run.display, run))
-        row = await asyncio.to_thread(m.store.run, asked) if asked else None
+        row = await asyncio.to_thread(m.store.run, asked) if asked else await asyncio.to_thread(m.store.newest_run)
         if row is None:
             return fail(404, "no such run: the monitor has neither stored it nor heard from it")
         return await handler(request, Target(row["id"], row["name"], None))
@@ -176,7 +177,10 @@ async def runs(request: Request) -> JSONResponse:
 async def events(request: Request, run: Target) -> JSONResponse:
     if run.live is not None:
         return JSONResponse({"run": run.id, "events": list(run.live.events)})
-    return JSONResponse({"run": run.id, "events": await asyncio.to_thread(monitor_of(request).store.events, run.id)})
+    store = monitor_of(request).store
+    events, alerts = await asyncio.to_thread(lambda: (store.events(run.id), store.alerts(run.id)))
+    merged = sorted(events + [alert_event(a) for a in alerts], key=lambda e: e.get("ts") or 0.0)  # stable
+    return JSONResponse({"run": run.id, "events": merged})
 
 
 @per_run

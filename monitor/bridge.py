@@ -54,6 +54,8 @@ class Bridge:
         if self.alerts is not None:
             await self.alerts.stop()
         await asyncio.to_thread(self._close_links)
+        for run in self.state.runs.values():
+            self.recorder.quiet(run)
         self.hub.close()
 
     def _close_links(self) -> None:
@@ -170,6 +172,8 @@ class Bridge:
             await asyncio.sleep(self.tick_s)
             for run, online in self.state.online_changes():
                 self.hub.publish({"type": "online", "run": run, "online": online})
+                if not online and run in self.state.runs:
+                    self.recorder.quiet(self.state.runs[run])
             if self.alerts is not None:
                 self.alerts.tick()
             if asyncio.get_running_loop().time() - last_record >= RECORD_EVERY_S:

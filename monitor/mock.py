@@ -84,7 +84,7 @@ class MockTrainer:
         self._history: list[dict[str, Any]] = [h for h in history or [] if h["iteration"] <= start_iteration]
         self._validations: deque[dict[str, Any]] = deque(maxlen=100)
         self._checkpoints: list[dict[str, Any]] = []
-        self._publisher = Publisher(pub, run, security=security)
+        self._publisher = Publisher(pub, run, security=security, run_id=run_id)
         self._server = CommandServer(rep, actions=ACTION_COMMANDS, security=security, queries={
             CommandName.STATUS: lambda a: {"status": self.status()},
             CommandName.HISTORY: self._history_reply,
@@ -123,6 +123,10 @@ class MockTrainer:
         """Its whole record, one point a second since iteration 0 (what `history` thins)."""
         with self._lock:
             return list(self._history)
+
+    def _recorded(self) -> int:
+        with self._lock:
+            return self._history[-1]["iteration"] if self._history else -1
 
     def _history_reply(self, args: dict[str, Any]) -> dict[str, Any]:
         """`history` as the trainer answers it: at most `points` points over [from, to], every validation
@@ -184,18 +188,15 @@ class MockTrainer:
                 self.spike_at = 0
                 self.diverge(5, rollback=True)
             status = self.status()
-            self._publish("status", **status)
+            self._publisher.publish("status", **status)
             now = time.monotonic()
-            if now - last_point >= 1.0:
+            if now - last_point >= 1.0 and status["iteration"] > self._recorded():  # a record per new step
                 last_point = now
                 with self._lock:
                     self._history.append({k: status[k] for k in HISTORY_FIELDS if k in status})
             if now - last_beat >= 1.0:
                 last_beat = now
-                self._publish("heartbeat", state=status["state"], iteration=status["iteration"])
-
-    def _publish(self, topic: str, **fields: Any) -> None:
-        self._publisher.publish(topic, **fields, **({"run_id": self.run_id} if self.run_id else {}))
+                self._publisher.publish("heartbeat", state=status["state"], iteration=status["iteration"])
 
     def _advance(self, dt: float) -> None:
         with self._lock:
@@ -244,7 +245,7 @@ class MockTrainer:
         if self.best_score is None or metrics["quality"] > self.best_score:
             self.best_score = metrics["quality"]
             self._save("best")
-        self._publish("validation", **metrics, image=comparison_png(it), image_format="png")
+        self._publisher.publish("validation", **metrics, image=comparison_png(it), image_format="png")
 
     def _save(self, kind: str) -> None:
         it = int(self.iteration)
@@ -256,4 +257,4 @@ class MockTrainer:
                     path=entry["filename"], type=kind, step=it)
 
     def _event(self, kind: str, message: str, **data: Any) -> None:
-        self._publish("event", kind=kind, message=message, data=data)
+        self._publisher.publish("event", kind=kind, message=message, data=data)

@@ -20,7 +20,8 @@ from .values import image_type
 ENDED = ("finished", "stopped", "failed")  # a run in one of these has ended (with `ended` set)
 END_OF_RUN = 2**62  # "and everything after": the trainer's record is the whole run
 PAGE = 2000  # points asked per `history` request when fetching a run
-ROW_EVERY_S = 1.0  # a live run's row (iteration, state, last seen) is rewritten at most this often
+ROW_EVERY_S = 5.0  # a live run's row (iteration, last seen) is rewritten at most this often (a new state: at once)
+POINT_EVERY_S = 1.0  # live status points kept per run at most this often (by the frames' time), as the trainer does
 
 Ask = Callable[[dict[str, Any]], Awaitable[dict[str, Any] | None]]
 
@@ -31,14 +32,17 @@ class Recorder:
         self.clock = clock
         self._written: dict[str, tuple[float, str | None]] = {}  # run -> (when its row was written, its state)
         self._best: dict[str, float] = {}
+        self._pointed: dict[str, float] = {}  # run -> time (`ts`) of its last live point kept
+        self._heard: dict[str, float] = {}  # run -> time (`ts`) of its last frame
 
     def frame(self, run: RunState, topic: str, payload: dict[str, Any]) -> None:
         """Keep one accepted frame of `run`."""
         key, state = run.name, None
+        self._heard[key] = payload.get("ts") or self.clock()
         if topic == "status":
             state = payload.get("state") or "training"
             # loading: loss and LR are placeholders, not a step; where the trainer's record is in, it wins
-            if state != "loading" and payload.get("iteration", -1) > run.synced_to:
+            if state != "loading" and payload.get("iteration", -1) > run.synced_to and self._point_due(key, payload):
                 self.store.add_points(key, [pick(payload, HISTORY_FIELDS)])
         elif topic == "heartbeat":
             state = payload.get("state")
@@ -48,6 +52,22 @@ class Recorder:
             self.store.add_event(key, {"ts": payload.get("ts"), **json_safe(payload)})
             state = _event_state(payload)
         self._row(run, payload, state)
+
+    def quiet(self, run: RunState) -> None:
+        """The run went quiet (or the monitor stops): its row says when it was last heard."""
+        if run.name in self._heard:
+            self.store.upsert_run({"id": run.name, "name": run.display, "last_seen": self._heard[run.name]})
+            self._written.pop(run.name, None)  # its next frame writes the row at once
+
+    def _point_due(self, key: str, payload: dict[str, Any]) -> bool:
+        """A live point at most every POINT_EVERY_S: the trainer's record (fetched later) has every step's
+        extremes; these only bridge the seconds until then."""
+        ts = payload.get("ts")
+        now = ts if isinstance(ts, float | int) else self.clock()
+        if now - self._pointed.get(key, float("-inf")) < POINT_EVERY_S:
+            return False
+        self._pointed[key] = now
+        return True
 
     def _validation(self, key: str, payload: dict[str, Any]) -> None:
         metrics = pick(json_safe(payload), VALIDATION_POINT_FIELDS)

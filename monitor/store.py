@@ -102,7 +102,7 @@ def bucketed(records: list[dict[str, Any]], points: int, first: int, last: int) 
 
 class Store:
     def __init__(self, path: str | Path = MEMORY, *, owner: dict[str, Any] | None = None,
-                 batch_s: float = 0.25, log: Any = None, readonly: bool = False,
+                 batch_s: float = 2.0, log: Any = None, readonly: bool = False,
                  max_bytes: int | None = None) -> None:
         """`readonly`: only read (beside a running monitor); nothing is locked, checked or written.
         `max_bytes`: a cap on the file (PRAGMA max_page_count); reaching it is a full disk."""
@@ -127,6 +127,8 @@ class Store:
             page = self._writer.execute("PRAGMA page_size").fetchone()[0]
             self._writer.execute(f"PRAGMA max_page_count = {max(int(max_bytes) // page, 1)}")
         self._reader = self._writer if self.memory else self._connect()
+        if not self.memory:
+            self._reader.execute("PRAGMA mmap_size = 268435456")  # a long run's history reads from the page cache
         self._write_lock = threading.Lock()
         self._read_lock = self._write_lock if self.memory else threading.Lock()
         self._queue: queue.SimpleQueue[list[Statement] | threading.Event | None] = queue.SimpleQueue()
@@ -275,6 +277,9 @@ class Store:
         self._queue.put(None)
         self._hurry.set()
         self._thread.join(timeout=30)
+        if not self.memory:
+            with contextlib.suppress(sqlite3.Error):  # the WAL folded back into the file
+                self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         for conn in {id(c): c for c in (self._reader, self._writer)}.values():
             with contextlib.suppress(sqlite3.Error):
                 conn.close()

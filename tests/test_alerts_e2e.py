@@ -204,6 +204,19 @@ def test_webhook_urls_never_show_in_the_page_the_api_metrics_or_a_log_line(caplo
     assert all(SECRET not in text for text in pages + logged)
 
 
+def test_a_stored_runs_event_list_holds_its_alerts(tmp_path: Path) -> None:
+    db, endpoint = str(tmp_path / "monitor.sqlite"), free_endpoint()
+    with Publisher(endpoint, "gone") as pub, monitor(endpoint, free_endpoint(), db=db) as client:
+        wait_until(lambda: pub.publish("heartbeat", state="training", iteration=3) and
+                   client.get("/api/alerts", params={"run": "gone"}).json().get("alerts"), what="started")
+        pub.publish("event", kind="finished", message="done", data={"step": 3})
+        stored(client, "gone", 2)
+    with monitor(free_endpoint(), free_endpoint(), db=db) as client:  # the run is no longer live
+        events = client.get("/api/events", params={"run": "gone"}).json()["events"]
+    assert [(e["kind"], e["alert"]) for e in events if e.get("alert")] == [("started", True), ("finished", True)]
+    assert [e["kind"] for e in events if not e.get("alert")] == ["finished"]  # the trainer's own event
+
+
 @pytest.mark.parametrize("flags", [["--notify", "ftp://hooks.example.org/" + SECRET],
                                    ["--notify", "https://hooks.example.org/" + SECRET, "--notify-on", "finished,bogus"],
                                    ["--public-url", "dashboard.example.org"]])
