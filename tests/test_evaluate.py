@@ -16,7 +16,7 @@ from PIL import Image
 from tests.evaluate_support import checkpoint, clip_folders, write_frames
 from tests.video_support import shot, write_video
 from trainer.data.images import area_downscale, bicubic_downscale
-from trainer.evaluate import main, measure
+from trainer.evaluate import cpu_threads, main, measure
 from trainer.infer.report import METRICS
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -168,3 +168,12 @@ def test_threads_sets_the_cpu_threads_and_a_negative_count_is_one_clear_line(tmp
         torch.set_num_threads(before)
     assert _run("--checkpoint", ckpt, "--data", root, "--threads", "-1") == 2
     assert capsys.readouterr().err.strip().splitlines()[-1] == "error: --threads must be >= 0, got -1"
+
+
+def test_cpu_threads_are_as_asked_else_every_core_or_one_when_the_cores_are_busy(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert cpu_threads(3, cores=8, load=20.0) == 3
+    assert cpu_threads(0, cores=8, load=1.5) == 8
+    assert cpu_threads(0, cores=2, load=7.7) == 1  # a busy 2-core box: one thread, not two waiting on each other
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert cpu_threads(0, cores=2, load=7.7) == 2

@@ -25,6 +25,7 @@ terminal, a line every few seconds otherwise.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -47,7 +48,7 @@ from trainer.infer.sequence import upscale_frames
 from trainer.infer.video import to_array
 from trainer.metrics import METRIC_SPACES, SSIM_WINDOW, psnr_per_image, ssim_per_image
 
-__all__ = ["EvaluateError", "Setup", "evaluate", "evaluate_clip", "main", "measure"]
+__all__ = ["EvaluateError", "Setup", "cpu_threads", "evaluate", "evaluate_clip", "main", "measure"]
 
 WHOLE_CLIP = 2**31  # a chunk longer than any clip: a many-to-many model sees each clip whole
 
@@ -111,14 +112,14 @@ def evaluate_clip(setup: Setup, name: str, frames: Iterable[Frame], progress: Fr
     return clip_row(name, scorer.frames, dict(zip(METHODS, scorer.means(), strict=True)))
 
 
-def evaluate(setup: Setup, data: Path, lr_path: Path | None = None, progress: FrameProgress | None = None) -> dict:
+def evaluate(setup: Setup, data: Path, lr_path: Path | None = None) -> dict:
     """The report {"scale", "crop_border", "clips": [...], "mean": {...}} of every clip under `data`."""
     gt_clips = find_clips(data)
     lr_clips = pair_lr(gt_clips, find_clips(lr_path)) if lr_path is not None else [None] * len(gt_clips)
     counts = [count_frames(c.source) for c in gt_clips]
     total = None if None in counts else sum(counts)  # type: ignore[arg-type]
     scale, rows = setup.loaded.scale, []
-    with progress or FrameProgress(total, "evaluate") as bar:
+    with FrameProgress(total, "evaluate") as bar:
         for clip, lr_clip in zip(gt_clips, lr_clips, strict=True):
             bar.describe(clip.name)
             frames = clip_frames(clip.name, clip.source, lr_clip and lr_clip.source, scale, setup.degrade)
@@ -141,8 +142,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--crop-border", type=int, help="pixels left out at each edge (default: the scale)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--threads", type=int, default=0,
-                   help="CPU threads (default: $OMP_NUM_THREADS, else every core; on a machine busy with other "
-                        "work, 1 is often several times faster: threads stop waiting on each other)")
+                   help="CPU threads (default: $OMP_NUM_THREADS, else every core, or 1 when other work already "
+                        "keeps the cores busy: threads that wait on each other run several times slower)")
     p.add_argument("--window", type=int, default=WHOLE_CLIP,
                    help="frames per chunk of a many-to-many model (default: the whole clip, as papers measure)")
     return p
@@ -158,6 +159,16 @@ def _training_degradation(checkpoint: str) -> str:
     return how if how in DEGRADATIONS else DataConfig().degrade
 
 
+def cpu_threads(asked: int, cores: int, load: float) -> int:
+    """CPU threads: as asked, else $OMP_NUM_THREADS, else every core, or one when other work already keeps
+    the cores busy (load >= cores): threads that wait on each other there run several times slower than one."""
+    if asked:
+        return asked
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit():  # the user's explicit choice wins
+        return max(1, int(os.environ["OMP_NUM_THREADS"]))
+    return 1 if load >= cores else cores
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -165,17 +176,20 @@ def main(argv: list[str] | None = None) -> int:
             raise EvaluateError(f"--crop-border must be >= 0, got {args.crop_border}")
         if args.threads < 0:
             raise EvaluateError(f"--threads must be >= 0, got {args.threads}")
-        if args.threads:
-            torch.set_num_threads(args.threads)
         try:
             device = pick_device(args.device)
         except ValueError as exc:  # e.g. --device cuda without CUDA
             raise EvaluateError(str(exc)) from None
+        where = str(device)
+        if device.type == "cpu":
+            cores, load = os.cpu_count() or 1, os.getloadavg()[0]
+            torch.set_num_threads(cpu_threads(args.threads, cores, load))
+            where = f"cpu ({torch.get_num_threads()} thread(s); load {load:.1f} on {cores} cores)"
         loaded = load_model(args.checkpoint, device)
         how = _training_degradation(args.checkpoint)
         crop = loaded.scale if args.crop_border is None else args.crop_border
         source = f"LR from {args.lr}" if args.lr else f"LR made from GT by {how} downscaling (the training degradation)"
-        print(f"{loaded.name} x{loaded.scale} on {device}; {source}; border {crop} px", file=sys.stderr)
+        print(f"{loaded.name} x{loaded.scale} on {where}; {source}; border {crop} px", file=sys.stderr)
         report = evaluate(Setup(loaded, device, crop, how, args.save, args.window), args.data, args.lr)
         if args.json:
             write_json(args.json, report)
