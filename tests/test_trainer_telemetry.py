@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
 import time
 
@@ -7,9 +9,11 @@ import pytest
 import torch
 
 import protocol
+from tests.trainer_support import make_trainer
 from trainer.config import TelemetryConfig
 from trainer.report.control import Controller, KeyReader
-from trainer.report.telemetry import SpeedMeter, Telemetry, format_eta
+from trainer.report.status import StatusInputs, format_eta, status_frame
+from trainer.report.telemetry import SpeedMeter, Telemetry
 
 
 @pytest.fixture
@@ -124,3 +128,28 @@ def test_statuses_before_the_first_step_are_not_history_points():
     tel.step(41, 0.25, 1e-4)
     assert [(p["iteration"], p["total_loss"]) for p in tel.history()] == [(41, 0.25)]
     assert tel.latest_status()["state"] == "training"
+
+
+ENVELOPE = {"v": 1, "run": "r", "seq": 1, "ts": 1.0}
+
+
+def test_a_status_frame_is_its_inputs_alone_and_keeps_to_the_protocol():
+    given = StatusInputs(state="paused", stepped=True, iteration=50, max_iterations=150, loss=0.5, learn_rate=1e-4,
+                         iter_speed=2.0, gpu_memory=1.5, best_score=None, skipped_steps=1, rollbacks=0,
+                         timestamp=1000.0, losses={"l1": 0.4})
+    assert status_frame(given) == {
+        "iteration": 50, "total_loss": 0.5, "learn_rate": 1e-4, "time_remaining": "00:00:50", "iter_speed": 2.0,
+        "gpu_memory": 1.5, "best_score": None, "is_validating": False, "is_training": True, "is_paused": True,
+        "max_iterations": 150, "timestamp": 1000.0, "state": "paused", "skipped_steps": 1, "rollbacks": 0,
+        "losses": {"l1": 0.4}}
+    protocol.encode_message("status", {**ENVELOPE, **status_frame(given)})
+    assert status_frame(dataclasses.replace(given, stepped=False))["state"] == "loading"  # placeholders until a step
+
+
+def test_a_trained_step_s_status_carries_its_epoch_gradient_norm_and_loss_parts(tmp_path):
+    trainer = make_trainer(tmp_path / "run")
+    assert trainer.run() == 0
+    status = trainer.setup.report.telemetry.latest_status()
+    assert status["iteration"] == 6 and isinstance(status["epoch"], int) and math.isfinite(status["grad_norm"])
+    assert status["losses"] and all(isinstance(v, float) for v in status["losses"].values())
+    protocol.encode_message("status", {**ENVELOPE, **status})

@@ -12,6 +12,7 @@ read once, logged, and carried by every later status as `activity`.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import queue
 import threading
 import time
@@ -24,14 +25,10 @@ from protocol import HISTORY_FIELDS, STATES, VALIDATION_POINT_FIELDS, check_even
 from trainer.config import TelemetryConfig
 from trainer.report.history import record_values
 from trainer.report.runlog import RunLog
+from trainer.report.status import StatusInputs, status_frame
 
 STATUS_MAX_AGE_S = 1.0
 ACTIVITY_EVERY_S = 2.0  # per-layer activity costs ~5-8% of a step: measured on one step in this interval
-
-
-def format_eta(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
 def gpu_memory_gb() -> float:
@@ -81,18 +78,25 @@ class Telemetry:
         self.rollbacks = 0
         self.init_from: str | None = None  # the file a fine-tune started from (--init-from), by name
         self._stepped = False  # no step yet in this process: the status holds placeholders for loss and LR
+        # the last step's numbers (tensors until a status reads them)
+        self._loss: torch.Tensor | float = 0.0
+        self._lr = 0.0
+        self._epoch: int | None = None
+        self._grad_norm: torch.Tensor | float | None = None
+        self._losses: dict[str, Any] | None = None
         self._low: Any = None  # lowest and highest loss since the last history point (tensors: no sync)
         self._high: Any = None
         self._point_iteration: int | None = None  # the last history point's iteration
         self._publisher = publisher
         self._queue: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue(maxsize=2000)
         self._lock = threading.Lock()
-        self._latest: dict[str, Any] = self._status_fields(0.0, 0.0)
+        self._activity: dict[str, float] | None = None
+        self._inputs = self._status_inputs()  # what the latest status said, for its refresh
+        self._latest: dict[str, Any] = status_frame(self._inputs)
         self._history: collections.deque[dict[str, Any]] = collections.deque(maxlen=cfg.history)
         self._validations: collections.deque[dict[str, Any]] = collections.deque(maxlen=cfg.history)
         self._due = True
         self._last_status = 0.0
-        self._activity: dict[str, float] | None = None
         self._last_activity = -float("inf")
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -112,11 +116,13 @@ class Telemetry:
         self.publish_status(force=True)
         self._due = True  # the next step's numbers go out at once
 
-    def step(self, iteration: int, loss: torch.Tensor | float, lr: float, **extra: Any) -> None:
-        """Called every iteration; publishes (and syncs the loss) at most `status_hz` times a second."""
+    def step(self, iteration: int, loss: torch.Tensor | float, lr: float, *, epoch: int | None = None,
+             grad_norm: torch.Tensor | float | None = None, losses: dict[str, Any] | None = None) -> None:
+        """Called every iteration with its loss, LR, epoch, gradient norm and loss parts; publishes (and
+        syncs the loss) at most `status_hz` times a second."""
         self.iteration, self._stepped = iteration, True
         self.speed.update(iteration)
-        self._loss, self._lr, self._extra = loss, lr, extra
+        self._loss, self._lr, self._epoch, self._grad_norm, self._losses = loss, lr, epoch, grad_norm, losses
         self._low, self._high = _extreme(self._low, loss, torch.fmin), _extreme(self._high, loss, torch.fmax)
         now = time.monotonic()
         if self._due or now - self._last_status >= 1.0 / self.cfg.status_hz or iteration >= self.max_iters:
@@ -140,17 +146,11 @@ class Telemetry:
         self._due = True
 
     def publish_status(self, *, force: bool = False) -> None:
-        loss = _scalar(getattr(self, "_loss", 0.0))
-        status = self._status_fields(loss, float(getattr(self, "_lr", 0.0)))
-        for key, value in getattr(self, "_extra", {}).items():
-            status[key] = _scalar(value)
-        if self._activity is not None:
-            status["activity"] = self._activity
-        if self._low is not None:
-            status["loss_min"], status["loss_max"] = _scalar(self._low), _scalar(self._high)
+        inputs = self._status_inputs()
+        status = status_frame(inputs)
         point = None
         with self._lock:
-            self._latest = status
+            self._inputs, self._latest = inputs, status
             due = not self._history or status["timestamp"] - self._history[-1]["timestamp"] >= 1.0 or force
             # before the first step, loss and LR are placeholders, not a point; a point needs a new step
             if due and self._stepped and status["iteration"] != self._point_iteration:
@@ -167,7 +167,9 @@ class Telemetry:
         if self.runlog is None:
             return
         values = record_values(point)
-        for key in getattr(self, "_extra", {}):
+        for key in ("epoch", "grad_norm", "losses"):  # the step's details, when it gave them
+            if key not in status:
+                continue
             value = status[key]
             if isinstance(value, dict):
                 values.update({f"{key}_{k}": v for k, v in value.items()})
@@ -222,25 +224,15 @@ class Telemetry:
             self._thread.join(timeout)
             self._thread = None
 
-    def _status_fields(self, loss: float, lr: float) -> dict[str, Any]:
-        speed = self.speed.speed
-        remaining = (self.max_iters - self.iteration) / speed if speed > 0 else 0.0
-        return {
-            "iteration": self.iteration, "total_loss": loss, "learn_rate": lr,
-            "time_remaining": format_eta(remaining), "iter_speed": round(speed, 4),
-            "gpu_memory": gpu_memory_gb(), "best_score": self.best_score,
-            "is_validating": self.state == "validating",
-            "is_training": self.state in ("training", "validating", "paused"),
-            "is_paused": self.state == "paused", "max_iterations": self.max_iters,
-            "timestamp": time.time(), "state": self._status_state(),
-            "skipped_steps": self.skipped_steps, "rollbacks": self.rollbacks,
-            **({"init_from": self.init_from} if self.init_from else {}),
-        }
-
-    def _status_state(self) -> str:
-        """A status says "loading" until this process has trained a step: its loss and LR are placeholders
-        until then, so a status saying "loading" is never a history point (here and in the monitor)."""
-        return self.state if self._stepped else "loading"
+    def _status_inputs(self) -> StatusInputs:
+        """This moment's status as plain numbers (reads the loss tensors: a device sync)."""
+        return StatusInputs(
+            state=self.state, stepped=self._stepped, iteration=self.iteration, max_iterations=self.max_iters,
+            loss=_scalar(self._loss), learn_rate=float(self._lr), iter_speed=self.speed.speed,
+            gpu_memory=gpu_memory_gb(), best_score=self.best_score, skipped_steps=self.skipped_steps,
+            rollbacks=self.rollbacks, timestamp=time.time(), epoch=self._epoch, grad_norm=_scalar(self._grad_norm),
+            losses=_scalar(self._losses), activity=self._activity, loss_min=_scalar(self._low),
+            loss_max=_scalar(self._high), init_from=self.init_from or None)
 
     def _send(self, topic: str, fields: dict[str, Any]) -> None:
         if self._publisher is None:
@@ -268,10 +260,11 @@ class Telemetry:
                     self._refresh_status()
 
     def _refresh_status(self) -> None:
+        """The latest status at this time and state (no tensor is read on this thread)."""
         with self._lock:
-            self._latest = {**self._latest, "timestamp": time.time(), "state": self._status_state(),
-                            "is_paused": self.state == "paused",
-                            "is_validating": self.state == "validating"}
+            self._inputs = dataclasses.replace(self._inputs, state=self.state, stepped=self._stepped,
+                                               timestamp=time.time())
+            self._latest = status_frame(self._inputs)
             status = dict(self._latest)
         self._last_status = time.monotonic()
         self._publisher.publish("status", **status)

@@ -94,13 +94,13 @@ class Trainer:
                 set_lr(state.optimizer, lr)
                 state.prepare_step(self.step)
                 # forward/backward with gradient accumulation, then clip and step
-                loss, parts = self._train_step()
+                loss, grad_norm, loss_parts = self._train_step()
                 self.step += 1
                 state.batches.mark_step()
                 # skipped steps counted, a rollback when the run diverged (at fixed steps, on every rank)
                 state.divergence.end_step(self.step, state, tel, self.setup.run_dir)
                 # log (the loss tensor is read only when a status goes out)
-                tel.step(self.step, loss, lr, epoch=state.batches.epoch, **parts)
+                tel.step(self.step, loss, lr, epoch=state.batches.epoch, grad_norm=grad_norm, losses=loss_parts)
                 self.setup.report.console.progress(self.step, tel.latest_status())
                 # validate and checkpoint on schedule; DDP replicas compared first, and every N steps
                 last = self.step == self.cfg.train.max_iters
@@ -127,7 +127,8 @@ class Trainer:
         finally:
             self.close()
 
-    def _train_step(self) -> tuple[torch.Tensor, dict[str, Any]]:
+    def _train_step(self) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """(loss, gradient norm, loss parts) of one optimizer step, on the device."""
         state, accum, tel = self.setup.state, self.cfg.train.accum_steps, self.setup.report.telemetry
         total = torch.zeros((), device=self.setup.device)
         tracked = state.track_activity(tel.activity_due())
@@ -154,7 +155,7 @@ class Trainer:
             tel.event("loss_weights", f"Adaptive loss weights now {weights}", step=self.step + 1, **weights)
         if tracked:  # the one read of the activity sums, on the step it is published and logged
             tel.set_activity(self.step + 1, state.read_activity())
-        return total, {"grad_norm": grad_norm, "losses": parts}
+        return total, grad_norm, parts
 
     # ---- commands -------------------------------------------------------------
     def _handle_commands(self) -> bool:
