@@ -83,6 +83,17 @@ def _block(entries: list[tuple[int, float, float]]) -> tuple[int, float, float]:
     return (entries[-1][0], min(los) if los else math.nan, max(his) if his else math.nan)
 
 
+_TRAIN_KEYS = [RECORD_NAMES[f] for f in HISTORY_FIELDS[1:]]
+
+
+def _train_row(step: int, record: dict[str, Any]) -> list[int | float]:
+    """A train record as its history point's row; records from before loss_min/loss_max: the loss for both."""
+    values = [record.get(key) for key in _TRAIN_KEYS]
+    if "loss_min" not in record:
+        values[-2] = values[-1] = record.get("loss")
+    return [step, *(v if type(v) is float else _float(v) for v in values)]
+
+
 def _val_row(step: int, record: dict[str, Any]) -> list[int | float]:
     space = record.get("metric_space")
     values = {**record, "timestamp": record.get("ts"),
@@ -171,7 +182,7 @@ class HistoryIndex:
                     if not line.endswith(b"\n"):
                         break
                     try:
-                        record = json.loads(line)
+                        record = json.loads(line.decode("utf-8", "replace"))
                     except ValueError:  # a line torn by a crash, then continued by the next process
                         record = None
                     self._add(offset, offset + len(line), record)
@@ -206,9 +217,7 @@ class HistoryIndex:
         if cut_train:
             self._after_train_cut()
         if kind == "train":
-            loss = record.get("loss")  # records from before loss_min/loss_max: the record's own loss
-            row = [step, *(_float(record.get(RECORD_NAMES[f], loss if f in ("loss_min", "loss_max") else None))
-                           for f in HISTORY_FIELDS[1:])]
+            row = _train_row(step, record)
             self.train.push(row)
             self._push_level(0, (step, row[-2], row[-1]))
         elif kind == "val":
