@@ -38,7 +38,8 @@ def check_url(url: str, flag: str = "--notify") -> str:
     """The URL when it is http(s) with a host; ValueError (one line, host only) otherwise."""
     try:
         parts = urlsplit(url.strip())
-        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname) and url.strip().isprintable()
+        ok = ok and " " not in url.strip()
         parts.port  # noqa: B018 -- raises ValueError for a port that is no number
     except ValueError:
         ok, parts = False, None

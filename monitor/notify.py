@@ -111,7 +111,7 @@ class Notifier:
                 why = f"answered {status}" + (" (redirects are not followed)" if 300 <= status < 400 else "")
                 if status != 429 and status < 500:
                     return attempt, why
-            except httpx2.HTTPError as exc:  # the class only: an exception's text may hold the URL
+            except Exception as exc:  # any failure is a failed try; only its class is shown (its text may hold the URL)
                 why = type(exc).__name__
             if attempt < self.tries:
                 await asyncio.sleep(self.backoff_s * 2 ** (attempt - 1))

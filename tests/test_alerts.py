@@ -225,7 +225,8 @@ def test_two_receivers_each_get_the_alert_and_one_down_marks_it_failed() -> None
 
 
 @pytest.mark.parametrize("url", ["ftp://hooks.example.org/" + SECRET, "hooks.slack.com/services/" + SECRET,
-                                 "https:///" + SECRET, "http://host:port/" + SECRET, "mailto:" + SECRET])
+                                 "https:///" + SECRET, "http://host:port/" + SECRET, "mailto:" + SECRET,
+                                 "https://exa mple.org/" + SECRET, "https://example.org/\n" + SECRET])
 def test_a_bad_url_is_refused_in_one_line_that_does_not_show_it(url: str) -> None:
     with pytest.raises(ValueError) as info:
         check_url(url)
