@@ -79,11 +79,15 @@ def test_a_short_real_run_sends_started_and_finished_once_each(tmp_path: Path) -
         ("started", "delivered", 1), ("new_best", "none", 0), ("finished", "delivered", 1)]
 
 
-def test_a_run_stopped_with_stop_sends_stopped(tmp_path: Path) -> None:
+def test_a_paused_run_is_not_stalled_and_a_run_stopped_with_stop_sends_stopped(tmp_path: Path) -> None:
     with Receiver() as receiver, trainer(tmp_path / "run") as (proc, pub, rep):
-        with monitor(pub, rep, receiver.url):
+        with monitor(pub, rep, receiver.url) as client:
             arrived(receiver, "started")
             with CommandClient(rep, timeout_ms=3000, retries=2) as ctl:
+                assert ctl.request("pause")["ok"]
+                wait_until(lambda: client.get("/api/status").json()["is_paused"], timeout=30, what="paused")
+                time.sleep(2.5 * STALL_S)  # paused: no steps, but heartbeats
+                assert receiver.kinds() == ["started"]
                 assert ctl.request("stop")["ok"]
             arrived(receiver, "stopped", timeout=60)
             assert proc.wait(timeout=60) == 0
