@@ -32,7 +32,6 @@ class RunWatch:
     stopping: bool = False  # a stop was asked for: silence now means it stopped
     stalled_since: float | None = None
     iteration: int = 0
-    max_iterations: int = 0
     best: float | None = None
     best_known: bool = False  # a first status sets the best without an alert (a restarted monitor)
 
@@ -50,23 +49,24 @@ class Watcher:
         now = self.clock()
         w = self.runs.get(run) or self._watch(run, payload, now)
         alerts: list[Alert] = []
-        if w.stalled_since is not None:
-            silent = now - w.stalled_since + self.stall_after
-            alerts.append(self._alert(run, w, "alive", f"{w.name} is sending again after {silent:.0f} s of "
-                                                       f"silence, at iteration {{it}}"))
-            w.stalled_since = None
-        w.last_seen, w.name = now, str(payload.get("run", w.name))
+        w.name = str(payload.get("run", w.name))
         self._note_numbers(w, topic, payload)
+        if w.stalled_since is not None:
+            silent = now - w.last_seen
+            alerts.append(self._alert(run, w, "alive", f"{w.name} is sending again after {silent:.0f} s of "
+                                                       f"silence, at iteration {w.iteration}"))
+            w.stalled_since = None
+        w.last_seen = now
         if topic == "event":
             alerts += self._event(run, w, payload)
         state = payload.get("state") if topic in ("status", "heartbeat") else None
         if state in LIVE_STATES and not w.running:
             w.running = True
-            alerts.append(self._alert(run, w, "started", f"{w.name} is training, at iteration {{it}}"))
+            alerts.append(self._alert(run, w, "started", f"{w.name} is training, at iteration {w.iteration}"))
         elif state == "stopped" and w.running:
             alerts.append(self._end(run, w, "stopped" if w.stopping else "failed",
-                                    f"{w.name} stopped at iteration {{it}}" if w.stopping else
-                                    f"{w.name} exited at iteration {{it}} without finishing or being stopped"))
+                                    f"{w.name} stopped at iteration {w.iteration}" if w.stopping else
+                                    f"{w.name} exited at iteration {w.iteration} without finishing or being stopped"))
         if topic == "status":
             alerts += self._best(run, w, payload.get("best_score"))
         return alerts
@@ -79,11 +79,11 @@ class Watcher:
             if w.stalled_since is not None or now - w.last_seen < self.stall_after:
                 continue
             if w.stopping and w.running:
-                alerts.append(self._end(run, w, "stopped", f"{w.name} stopped at iteration {{it}}"))
+                alerts.append(self._end(run, w, "stopped", f"{w.name} stopped at iteration {w.iteration}"))
             elif w.running or self.last_kinds.get(run) not in ENDINGS:
                 w.stalled_since = now
-                alerts.append(self._alert(run, w, "stalled", f"{w.name} has sent nothing for "
-                                                             f"{self.stall_after:g} s (last at iteration {{it}})"))
+                text = f"{w.name} has sent nothing for {self.stall_after:g} s (last at iteration {w.iteration})"
+                alerts.append(self._alert(run, w, "stalled", text))
         return alerts
 
     # ---- details --------------------------------------------------------------
@@ -95,7 +95,7 @@ class Watcher:
         last = self.last_kinds.get(run)
         w = RunWatch(str(payload.get("run", run)), now, running=last is not None and last not in ENDINGS)
         if last == "stalled":  # it went silent before this monitor restarted: this frame is it being back
-            w.stalled_since = now - self.stall_after
+            w.stalled_since, w.last_seen = now, now - self.stall_after
         self.runs[run] = w
         return w
 
@@ -106,8 +106,6 @@ class Watcher:
         for key in ("iteration", "step"):
             if type(data.get(key)) is int:
                 w.iteration = data[key]
-        if type(payload.get("max_iterations")) is int:
-            w.max_iterations = payload["max_iterations"]
 
     def _event(self, run: str, w: RunWatch, payload: dict[str, Any]) -> list[Alert]:
         kind, data = payload.get("kind"), payload.get("data") or {}
@@ -115,17 +113,17 @@ class Watcher:
         if kind == "started":  # a new trainer process: a start or a resume
             w.running, w.stopping = True, False
             verb = "resumed" if w.iteration > 0 else "started"
-            return [self._alert(run, w, "started", f"{w.name} {verb} at iteration {{it}}")]
+            return [self._alert(run, w, "started", f"{w.name} {verb} at iteration {w.iteration}")]
         if kind == "stopping":
             w.stopping = True
         elif kind == "finished" and w.running:
             best = f", best quality {w.best:.1%}" if w.best is not None else ""
-            return [self._end(run, w, "finished", f"{w.name} finished at iteration {{it}}{best}")]
+            return [self._end(run, w, "finished", f"{w.name} finished at iteration {w.iteration}{best}")]
         elif kind == "error" and data.get("fatal") is True and w.running:
-            return [self._end(run, w, "failed", f"{w.name} failed at iteration {{it}}: {message}")]
+            return [self._end(run, w, "failed", f"{w.name} failed at iteration {w.iteration}: {message}")]
         elif kind == "diverged":
             back = data.get("restore_step")
-            return [self._alert(run, w, "diverged", f"{w.name} diverged at iteration {{it}}; rolled back to "
+            return [self._alert(run, w, "diverged", f"{w.name} diverged at iteration {w.iteration}; rolled back to "
                                                     f"iteration {back}")]
         return []
 
@@ -137,7 +135,7 @@ class Watcher:
         if not rose:
             return []
         return [self._alert(run, w, "new_best", f"{w.name} reached a new best quality {best:.1%} at "
-                                                "iteration {it}")]
+                                                f"iteration {w.iteration}")]
 
     def _end(self, run: str, w: RunWatch, kind: str, text: str) -> Alert:
         w.running = w.stopping = False
@@ -145,4 +143,4 @@ class Watcher:
 
     def _alert(self, run: str, w: RunWatch, kind: str, text: str) -> Alert:
         self.last_kinds[run] = kind
-        return Alert(kind, run, w.name, text.replace("{it}", str(w.iteration)), w.iteration)
+        return Alert(kind, run, w.name, text, w.iteration)
