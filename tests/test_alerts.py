@@ -233,3 +233,15 @@ def test_a_bad_url_is_refused_in_one_line_that_does_not_show_it(url: str) -> Non
     message = str(info.value)
     assert "http:// or https://" in message and SECRET not in message and "\n" not in message
     assert check_url("https://hooks.slack.com/services/" + SECRET).endswith(SECRET)
+
+
+def test_notify_urls_come_from_vsrpp_notify_and_the_flags_and_stay_out_of_the_config_repr(monkeypatch) -> None:
+    from monitor.__main__ import config_from, parse_args
+
+    monkeypatch.setenv("VSRPP_NOTIFY", "https://a.example/" + SECRET + ", https://b.example/y")
+    args = parse_args(["--notify", "https://c.example/z", "--notify-on", "failed,stalled", "--stall-after", "30",
+                       "--db", ":memory:"])
+    alerts = config_from(args).alerts
+    assert alerts.notify == ("https://a.example/" + SECRET, "https://b.example/y", "https://c.example/z")
+    assert alerts.notify_on == ("failed", "stalled") and alerts.stall_after_s == 30
+    assert SECRET not in repr(config_from(args))
