@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Coroutine
 from typing import Any
 
@@ -15,6 +16,7 @@ from protocol import CommandName, json_safe
 
 from .alerting import Alerts
 from .hub import Hub
+from .importer import images_from_folder
 from .link import BadReply, TrainerLink, TrainerUnavailable
 from .recorder import Recorder, backfill
 from .state import MonitorState
@@ -78,6 +80,10 @@ class Bridge:
         run = self.state.runs.get(update.run)
         if run is not None:
             self.recorder.frame(run, topic, payload)
+            folder = self.recorder.folders.get(run.name)
+            if folder and run.synced_to >= 0 and not run.images_read:
+                run.images_read = True
+                self._spawn(self.read_images(run.name, folder))
         self.hub.publish({"type": "frame", "topic": topic, "run": update.run, "data": update.data})
         if self.alerts is not None:
             self.alerts.on_frame(update.run, topic, payload)
@@ -133,7 +139,13 @@ class Bridge:
                               whole=whole)
         if last is not None:
             known.synced_to = max(last, first - 1)
+            known.images_read = known.images_read and not whole  # images of what was fetched: from its folder
         return last
+
+    async def read_images(self, run: str, folder: str) -> None:
+        """Images of validations fetched without one, from the run folder (a trainer on this machine)."""
+        if os.path.isdir(folder):
+            await asyncio.to_thread(images_from_folder, self.recorder.store, run, folder)
 
     async def refresh_checkpoints(self, run: str) -> list[Any] | None:
         reply = await self._quiet(run, CommandName.CHECKPOINTS)

@@ -102,6 +102,28 @@ def _store_validations(store: Store, run_id: str, run_dir: Path, validations: di
     return best
 
 
+def images_from_folder(store: Store, run_id: str, run_dir: str | Path) -> int:
+    """The comparison images of a run's stored validations that came without one (fetched with `history`),
+    read from its folder on this machine: the last KEEP_IMAGES and every new best. How many were read."""
+    store.flush()
+    validations = store.history(run_id, 1)["validations"]
+    best, bests = None, set()
+    for v in validations:
+        quality = v.get("quality")
+        if isinstance(quality, float | int) and (best is None or quality > best):
+            best, bests = quality, bests | {v["iteration"]}
+    keep = bests | {v["iteration"] for v in validations[-KEEP_IMAGES:]}
+    read = 0
+    for v in validations:
+        image = _image(Path(run_dir), v["iteration"]) if v["iteration"] in keep and not v["image"] else None
+        kind = image_type(image) if image else None
+        if kind:
+            metrics = {k: val for k, val in v.items() if k != "image"}
+            store.add_validation(run_id, metrics, image, kind, best=v["iteration"] in bests)
+            read += 1
+    return read
+
+
 def _records(path: Path) -> Iterator[dict[str, Any]]:
     with open(path, encoding="utf-8", errors="replace") as fh:
         for line in fh:

@@ -21,7 +21,7 @@ ENDED = ("finished", "stopped", "failed")  # a run in one of these has ended (wi
 END_OF_RUN = 2**62  # "and everything after": the trainer's record is the whole run
 PAGE = 2000  # points asked per `history` request when fetching a run
 ROW_EVERY_S = 5.0  # a live run's row (iteration, last seen) is rewritten at most this often (a new state: at once)
-POINT_EVERY_S = 1.0  # live status points kept per run at most this often (by the frames' time), as the trainer does
+POINT_EVERY_S = 1  # seconds: a live status point kept per run and period (by the frames' time), as the trainer does
 
 Ask = Callable[[dict[str, Any]], Awaitable[dict[str, Any] | None]]
 
@@ -32,8 +32,9 @@ class Recorder:
         self.clock = clock
         self._written: dict[str, tuple[float, str | None]] = {}  # run -> (when its row was written, its state)
         self._best: dict[str, float] = {}
-        self._pointed: dict[str, float] = {}  # run -> time (`ts`) of its last live point kept
+        self._pointed: dict[str, int] = {}  # run -> the period (`ts` // POINT_EVERY_S) of its last live point kept
         self._heard: dict[str, float] = {}  # run -> time (`ts`) of its last frame
+        self.folders: dict[str, str] = {}  # run -> its run folder (heartbeat `run_dir`), for images on this machine
 
     def frame(self, run: RunState, topic: str, payload: dict[str, Any]) -> None:
         """Keep one accepted frame of `run`."""
@@ -46,6 +47,8 @@ class Recorder:
                 self.store.add_points(key, [pick(payload, HISTORY_FIELDS)])
         elif topic == "heartbeat":
             state = payload.get("state")
+            if isinstance(payload.get("run_dir"), str):
+                self.folders[key] = payload["run_dir"]
         elif topic == "validation":
             self._validation(key, payload)
         elif topic == "event":
@@ -60,13 +63,13 @@ class Recorder:
             self._written.pop(run.name, None)  # its next frame writes the row at once
 
     def _point_due(self, key: str, payload: dict[str, Any]) -> bool:
-        """A live point at most every POINT_EVERY_S: the trainer's record (fetched later) has every step's
-        extremes; these only bridge the seconds until then."""
+        """The first status of each second (by the frame's time: every monitor keeps the same ones): the
+        trainer's record, fetched later, has every step's extremes; these only bridge the seconds until then."""
         ts = payload.get("ts")
-        now = ts if isinstance(ts, float | int) else self.clock()
-        if now - self._pointed.get(key, float("-inf")) < POINT_EVERY_S:
+        second = int(ts if isinstance(ts, float | int) else self.clock()) // POINT_EVERY_S
+        if self._pointed.get(key) == second:
             return False
-        self._pointed[key] = now
+        self._pointed[key] = second
         return True
 
     def _validation(self, key: str, payload: dict[str, Any]) -> None:

@@ -72,6 +72,7 @@ class RunState:
     activity: dict[str, float] | None = None  # latest per-layer mean |output| (kept when a frame lacks it)
 
     synced_to: int = -1  # the trainer's record is in the store up to this iteration
+    images_read: bool = False  # its validations' images were read from its run folder (a trainer on this machine)
 
     def __post_init__(self) -> None:
         self.display = self.display or self.name
