@@ -53,12 +53,15 @@ def write_metrics(path: Path, lines: int) -> None:
                      f'"loss_max": {loss * 1.1:.6f}, "epoch": 3, "grad_norm": 0.7, "losses_l1": {loss:.6f}}}\n')
 
 
-def request_times(index: HistoryIndex, args_list: list[dict]) -> list[float]:
+def request_times(index: HistoryIndex, args_list: list[dict], cpu: list[float] | None = None) -> list[float]:
+    """Wall ms per request (and CPU ms into `cpu`: on a shared box the wall time waits for the cores)."""
     times = []
     for args in args_list:
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         reply = history(index, args)
         times.append((time.perf_counter() - start) * 1000)
+        if cpu is not None:
+            cpu.append((time.process_time() - cpu_start) * 1000)
         assert reply["history"], args
     return times
 
@@ -90,7 +93,8 @@ def measure(folder: Path, lines: int) -> dict[str, float]:
     warm = time.perf_counter() - start
     os.sync()  # a long run's files are long on disk: time the requests without this run's writeback beside them
     last = history(index, {"points": 1})["last_iteration"]
-    whole = request_times(index, [{"points": 2000}] * REQUESTS)
+    whole_cpu: list[float] = []
+    whole = request_times(index, [{"points": 2000}] * REQUESTS, whole_cpu)
     pages = request_times(index, [{"points": 2000, "from": a, "to": a + last // 10}
                                   for a in range(0, last, last // 10)][:REQUESTS])
     limit = request_times(index, [{"limit": 2000}] * 5)
@@ -111,7 +115,8 @@ def measure(folder: Path, lines: int) -> dict[str, float]:
     runlog.close()
     return {"cold build s": cold, "  its CPU s": cold_cpu, "reopen s": warm,
             "2000 pts median ms": statistics.median(whole),
-            "2000 pts max ms": max(whole), "  same, last 1M its ms": statistics.median(window),
+            "2000 pts p90 ms": statistics.quantiles(whole, n=10)[-1], "2000 pts max ms": max(whole),
+            "2000 pts CPU median ms": statistics.median(whole_cpu), "  same, last 1M its ms": statistics.median(window),
             "page 1/10 median ms": statistics.median(pages),
             "limit=2000 median ms": statistics.median(limit), "5000 pts reply MiB": frame,
             "tracemalloc peak KiB": peak / 1024,
@@ -129,8 +134,10 @@ def main() -> None:
     print(f"{'':24}" + "".join(f"{f'{n:,} lines':>16}" for n in SIZES))
     for key in results[SIZES[0]]:
         print(f"{key:24}" + "".join(f"{results[n][key]:16.2f}" for n in SIZES))
-    worst = max(results[n]["2000 pts max ms"] for n in SIZES)
-    print(f"goal: 2000 points in <= 300 ms: {'met' if worst <= 300 else 'MISSED'} (worst {worst:.1f} ms)")
+    for key in ("2000 pts median ms", "2000 pts p90 ms", "2000 pts max ms", "2000 pts CPU median ms"):
+        worst = max(results[n][key] for n in SIZES)
+        print(f"goal: 2000 points in <= 300 ms, {key.removeprefix('2000 pts ')}: "
+              f"{'met' if worst <= 300 else 'MISSED'} (worst {worst:.1f} ms)")
 
 
 if __name__ == "__main__":
