@@ -69,7 +69,7 @@ class Trainer:
         # what each protocol action does here; True: training stops now (a test checks every action has one)
         self.handlers: dict[str, Callable[[Action], bool]] = {
             CommandName.VALIDATE: self._on_validate, CommandName.SAVE: self._on_save,
-            CommandName.PAUSE: self._on_pause, CommandName.RESUME: self._on_resume,
+            CommandName.PAUSE: lambda a: self._pause(True, a), CommandName.RESUME: lambda a: self._pause(False, a),
             CommandName.SET: self._on_set, CommandName.STOP: self._on_stop,
         }
 
@@ -210,20 +210,12 @@ class Trainer:
         self.save("regular")
         return False
 
-    def _on_pause(self, action: Action) -> bool:
-        if not self.paused:
-            self.paused = True
-            self.setup.report.telemetry.set_state("paused")
-            self.setup.report.telemetry.event("paused", f"Paused at step {self.step} ({action.source})",
-                                              step=self.step)
-        return False
-
-    def _on_resume(self, action: Action) -> bool:
-        if self.paused:
-            self.paused = False
-            self.setup.report.telemetry.set_state("training")
-            self.setup.report.telemetry.event("resumed", f"Resumed at step {self.step} ({action.source})",
-                                              step=self.step)
+    def _pause(self, paused: bool, action: Action) -> bool:
+        """Pause (or resume): the state and an event, when it changes anything."""
+        if paused != self.paused:
+            self.paused, tel, word = paused, self.setup.report.telemetry, "Paused" if paused else "Resumed"
+            tel.set_state("paused" if paused else "training")
+            tel.event(word.lower(), f"{word} at step {self.step} ({action.source})", step=self.step)
         return False
 
     def _on_set(self, action: Action) -> bool:
