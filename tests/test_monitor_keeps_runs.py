@@ -4,14 +4,19 @@ is one curve, a second monitor on the file is refused, a damaged file is moved a
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pytest
+
+import ckpt
 from monitor.mock import MockTrainer
 from protocol import CommandClient, EndpointError
-from tests.faults.procs import MonitorProc
+from tests.faults.procs import TINY, MonitorProc, TrainerProc
 from tests.monitor_support import RUN_ID, fetch_history, monitor_on, stored_runs
 from tests.net_support import free_endpoint, wait_until
 
@@ -160,3 +165,40 @@ def test_a_damaged_database_is_moved_aside_named_and_a_new_one_started(tmp_path:
     assert aside.read_bytes().startswith(b"SQLite format 3\x00\xde\xad")  # kept as it was
     lines = [line for line in err.splitlines() if "damaged" in line]
     assert len(lines) == 1 and str(db) in lines[0] and str(aside) in lines[0]
+
+
+def train_steps(run_dir: Path) -> list[int]:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [r["step"] for r in map(json.loads, lines[:-1]) if r.get("kind") == "train"]  # the last may be cut
+
+
+@pytest.mark.slow
+def test_a_real_run_killed_and_resumed_is_one_curve_in_the_monitor_equal_to_the_trainers(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    args = [*TINY, "--max-iters", "1000000", "--val-every", "50", "--save-every", "100", "--resume", "latest"]
+    trainer = TrainerProc(run_dir, args).start()
+    monitor = MonitorProc(trainer.pub, trainer.rep, extra=["--db", str(tmp_path / "m.sqlite")]).start()
+    try:
+        saved = lambda: max([e["step"] for e in ckpt.list_checkpoints(run_dir)], default=None)  # noqa: E731
+        wait_until(lambda: saved() and any(s > saved() + 1 for s in train_steps(run_dir)), 180,
+                   "a record past the last checkpoint", every=0.05)
+        trainer.signal(signal.SIGKILL)
+        trainer.wait(10)
+        redone = max(train_steps(run_dir))
+        trainer = TrainerProc(run_dir, args, pub=trainer.pub, rep=trainer.rep).start()
+        with CommandClient(trainer.rep, timeout_ms=5000) as client:
+            wait_until(lambda: client.request("history", {"points": 1})["last_iteration"] > redone + 20, 180,
+                       "records past the redone steps", every=0.2)
+            assert client.request("pause")["ok"]
+            time.sleep(2)  # paused: no more records
+            want = client.request("history", {"points": 5000})
+            wait_until(lambda: fetch_history(monitor, points=5000, to=want["to"])["history"] == want["history"],
+                       60, "the monitor's copy to equal the trainer's history", every=0.5)
+        got = fetch_history(monitor, points=5000, to=want["to"])
+        its = [p["iteration"] for p in got["history"]]
+        assert its == sorted(set(its)) and its[0] <= 5 and its[-1] > redone  # one curve from the start
+        assert [v["iteration"] for v in got["validations"]] == [v["iteration"] for v in want["validations"]]
+        assert [r["id"] for r in monitor.get("/api/runs")["runs"]] == [want["run_id"]]  # one run across the resume
+    finally:
+        trainer.kill()
+        monitor.kill()
