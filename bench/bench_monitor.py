@@ -55,7 +55,8 @@ def monitor_process(pub: str, *extra: str) -> Iterator[str]:
     """`python -m monitor` in its own process (no GIL shared with the load generator); `extra`: more flags."""
     port = free_port()
     rep = f"tcp://127.0.0.1:{free_port()}"
-    cmd = [sys.executable, "-m", "monitor", "--pub", pub, "--rep", rep, "--port", str(port), *extra]
+    db = [] if "--db" in extra else ["--db", ":memory:"]  # never the user's file
+    cmd = [sys.executable, "-m", "monitor", "--pub", pub, "--rep", rep, "--port", str(port), *db, *extra]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
