@@ -19,7 +19,7 @@ from tests.evaluate_support import write_frames
 from tests.net_support import free_port
 from tests.trainer_support import ONE_THREAD, TINY_SETTINGS
 from tests.video_support import shot, truncate
-from trainer.__main__ import port_free
+from trainer.__main__ import build_parser, port_free, read_config
 from trainer.config import load_config
 from trainer.models import build
 from trainer.train.init_from import model_settings, read_init_from
@@ -106,6 +106,15 @@ def test_the_file_decides_the_model_and_a_resumed_run_ignores_init_from_with_a_l
     assert again.returncode == 0, again.stderr
     assert f"--init-from {file.name} ignored: resuming from {ckpt.checkpoint_name(1)}" in again.stdout
     assert ckpt.load_checkpoint(tmp_path / "run" / ckpt.checkpoint_name(2))["init_from"]["name"] == file.name
+
+
+def test_options_of_the_files_model_are_accepted_on_a_config_that_names_another(tmp_path, capsys):
+    file = released_file(tmp_path / "BasicVSRPP_x4_small.pth")
+    args = build_parser().parse_args(["--init-from", str(file), "--set", "model.options.spynet_fix_iter=0"])
+    cfg, init = read_config(args)  # the defaults name vsrpp, which has no spynet_fix_iter
+    assert (cfg.model.name, cfg.model.scale, cfg.model.options["spynet_fix_iter"]) == ("basicvsrpp", 4, 0)
+    assert init.found.source.params_key == "params_ema"
+    assert "taken from the file" in capsys.readouterr().out
 
 
 def _deblur(path: Path) -> Path:

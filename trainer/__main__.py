@@ -53,13 +53,18 @@ def config_from_args(args: argparse.Namespace, model: dict | None = None) -> Con
     return load_config(args.config, {**overrides, **(model or {})})
 
 
-def read_init(args: argparse.Namespace, cfg: Config) -> tuple[Config, InitFrom | None]:
-    """--init-from: the file read and checked (ConfigError when bad), the config rebuilt around its model."""
+def read_config(args: argparse.Namespace) -> tuple[Config, InitFrom | None]:
+    """The run's config; with --init-from, the file read and checked first (ConfigError when bad) and the
+    config built around its model."""
     if not args.init_from:
-        return cfg, None
+        return config_from_args(args), None
     init = read_init_from(args.init_from)
-    settings = model_settings(init, cfg)
-    taken = taken_from_file(init, cfg, settings)
+    try:
+        said = config_from_args(args)
+    except ConfigError:  # e.g. options of the file's model (spynet_fix_iter) on a config naming another model
+        said = config_from_args(args, {"model.name": init.found.name})
+    settings = model_settings(init, said)
+    taken = taken_from_file(init, said, settings)
     cfg = config_from_args(args, settings)
     from trainer.train.distributed import env_info
 
@@ -120,9 +125,8 @@ def stop_monitor(proc: subprocess.Popen | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        cfg = config_from_args(args)
         check_resume_spec(args.resume)
-        cfg, init = read_init(args, cfg)  # before any data, run folder or socket
+        cfg, init = read_config(args)  # --init-from's file before any data, run folder or socket
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
