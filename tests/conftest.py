@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import pytest
 import torch
+
+# a monitor a test starts without --db (the trainer's local one, say) keeps its runs here, never in ~/.local
+os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="vsrpp-test-data-")
 
 
 @pytest.fixture(scope="module")
