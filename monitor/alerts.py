@@ -18,7 +18,6 @@ from urllib.parse import quote, urlsplit
 KINDS = ("started", "finished", "stopped", "failed", "diverged", "stalled", "alive", "new_best")
 DEFAULT_NOTIFY_ON = tuple(kind for kind in KINDS if kind != "new_best")
 ENDINGS = ("finished", "stopped", "failed")  # a run's process is over after one of these
-DELIVERY = ("pending", "delivered", "failed", "none")  # `none`: not sent (no --notify, or not in --notify-on)
 DEFAULT_STALL_AFTER_S = 120.0
 TRIES = 6  # delivery tries per webhook, waiting BACKOFF_S, 2x, 4x, ... between them
 BACKOFF_S = 4.0  # 4 + 8 + 16 + 32 + 64 s: six tries over about two minutes
@@ -94,7 +93,7 @@ class Alert:
     iteration: int
     ts: float = field(default_factory=time.time)
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    delivery: str = "none"
+    delivery: str = "none"  # pending, delivered, failed; none: not sent (no --notify, or not in --notify-on)
     tries: int = 0
 
     def __post_init__(self) -> None:
