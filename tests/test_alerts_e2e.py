@@ -24,7 +24,7 @@ from monitor.app import create_app
 from monitor.config import MonitorConfig, TrainerEndpoints
 from protocol import CommandClient, Publisher, example_fields
 from tests.net_support import free_endpoint, free_port, wait_until
-from tests.trainer_support import start_trainer
+from tests.trainer_support import ONE_THREAD, TINY_FLAGS, start_trainer
 from tests.webhook_support import Receiver
 
 STALL_S = 2.0
@@ -147,6 +147,20 @@ def test_a_monitor_restarted_mid_run_does_not_repeat_started(tmp_path: Path) -> 
                 assert ctl.request("stop")["ok"]
             arrived(receiver, "stopped", timeout=60)
     assert receiver.kinds() == ["started", "stopped"]
+
+
+def test_the_trainers_own_monitor_sends_alerts_to_vsrpp_notify(tmp_path: Path) -> None:
+    """`VSRPP_NOTIFY=URL just train`: the monitor the trainer starts reads the variable, and its last
+    alert still goes out though the trainer stops that monitor as soon as the run ends."""
+    flags = [f for f in TINY_FLAGS if f != "--no-monitor"]
+    with Receiver() as receiver:
+        env = {**ONE_THREAD, "VSRPP_NOTIFY": receiver.url, "XDG_DATA_HOME": str(tmp_path)}  # its store: in tmp
+        cmd = [sys.executable, "-m", "trainer", "--run-dir", str(tmp_path / "run"), "--max-iters", "4",
+               "--pub", free_endpoint(), "--rep", free_endpoint(), "--monitor-port", str(free_port()), *flags]
+        done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env, timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert receiver.kinds() == ["started", "finished"]
+    assert f"to 127.0.0.1:{receiver.port}" in done.stdout and receiver.path not in done.stdout
 
 
 # ---- a Publisher standing in for the trainer: quick ------------------------------------------------
