@@ -16,10 +16,9 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from protocol import ACTION_COMMANDS, CommandName
+from protocol import CommandName
 from trainer.config import Config
 
-ACTIONS = ACTION_COMMANDS  # what the command server queues for the loop: the protocol's actions
 TOGGLE_PAUSE = "toggle_pause"  # the P key's own action: pause or resume, whichever applies
 KEYS = {"p": TOGGLE_PAUSE, "v": CommandName.VALIDATE, "c": CommandName.SAVE, "q": CommandName.STOP}
 

@@ -18,7 +18,7 @@ from protocol import CommandName, json_safe
 from trainer.config import Config
 from trainer.report import identity
 from trainer.report.console import Console
-from trainer.report.control import ACTIONS, Controller, KeyReader, validate_set_args
+from trainer.report.control import Controller, KeyReader, validate_set_args
 from trainer.report.history import history
 from trainer.report.runlog import RunLog
 from trainer.report.telemetry import Telemetry
@@ -60,7 +60,7 @@ class Reporting:
             self.publisher = protocol.Publisher(opts.pub, identity.display_name(self.run_dir), security=security)
         server = None
         if opts.rep:
-            server = protocol.CommandServer(opts.rep, queries=self._queries(), actions=ACTIONS,
+            server = protocol.CommandServer(opts.rep, queries=self._queries(), actions=protocol.ACTION_COMMANDS,
                                             security=security, validators={CommandName.SET: validate_set_args(get_cfg)})
         return server, KeyReader() if opts.console and KeyReader.available() else None
 
