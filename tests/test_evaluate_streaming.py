@@ -133,3 +133,13 @@ def test_on_a_terminal_evaluate_shows_a_tqdm_bar_with_rate_and_eta(tmp_path):
     err = b"".join(chunks).decode(errors="replace")
     assert done.returncode == 0, err
     assert "\r" in err and "12/12" in err and "frame/s" in err and "<" in err  # tqdm's rate and "elapsed<ETA"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_on_cuda_the_metrics_run_on_the_gpu_and_equal_the_cpus():
+    frames = shot(2, 60, 84, seed=5)
+    cpu, gpu = FrameScorer(3, torch.device("cpu")), FrameScorer(3, torch.device("cuda"))
+    for scorer in (cpu, gpu):
+        scorer.add(frames[0], [frames[1], frames[0]])
+    assert gpu.sums is not None and gpu.sums.device.type == "cuda"
+    assert np.allclose(gpu.means(), cpu.means(), atol=1e-9)
