@@ -55,6 +55,23 @@ SCHEMA = [  # index i migrates user_version i -> i + 1
         iteration INTEGER, ts REAL, delivery TEXT NOT NULL, tries INTEGER NOT NULL DEFAULT 0);
     CREATE INDEX alerts_by_run ON alerts (run, ts);
     """,
+    # points and blocks name their run by a small integer, not its 32-character id (a third of a point's bytes)
+    """
+    CREATE TABLE run_keys (key INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE);
+    INSERT INTO run_keys (id) SELECT DISTINCT run FROM points;
+    CREATE TABLE keyed_points (run INTEGER NOT NULL, iteration INTEGER NOT NULL, total_loss REAL, learn_rate REAL,
+        iter_speed REAL, gpu_memory REAL, timestamp REAL, loss_min REAL, loss_max REAL,
+        PRIMARY KEY (run, iteration)) WITHOUT ROWID;
+    INSERT INTO keyed_points SELECT k.key, p.iteration, p.total_loss, p.learn_rate, p.iter_speed, p.gpu_memory,
+        p.timestamp, p.loss_min, p.loss_max FROM points p JOIN run_keys k ON k.id = p.run;
+    DROP TABLE points;
+    ALTER TABLE keyed_points RENAME TO points;
+    CREATE TABLE keyed_blocks (run INTEGER NOT NULL, block INTEGER NOT NULL, last_it INTEGER NOT NULL, lo REAL,
+        hi REAL, PRIMARY KEY (run, block)) WITHOUT ROWID;
+    INSERT INTO keyed_blocks SELECT k.key, b.block, b.last_it, b.lo, b.hi FROM blocks b JOIN run_keys k ON k.id = b.run;
+    DROP TABLE blocks;
+    ALTER TABLE keyed_blocks RENAME TO blocks;
+    """,
 ]
 
 Statement = tuple[str, list[tuple[Any, ...]]]  # SQL and its rows (executemany)
@@ -266,11 +283,11 @@ class Store:
     def _refresh_blocks(self, ranges: list[tuple[Any, ...]]) -> None:
         """Summarise again the blocks that hold iterations [first, last] of each run."""
         spans = [(run, first // BLOCK, last // BLOCK) for run, first, last in _merged_blocks(ranges)]
-        self._writer.executemany("DELETE FROM blocks WHERE run = ? AND block BETWEEN ? AND ?", spans)
+        self._writer.executemany(f"DELETE FROM blocks WHERE run = {_KEY} AND block BETWEEN ? AND ?", spans)
         self._writer.executemany(
             "INSERT INTO blocks (run, block, last_it, lo, hi) SELECT run, iteration / :size, MAX(iteration), "
-            "MIN(loss_min), MAX(loss_max) FROM points WHERE run = :run AND iteration BETWEEN :lo * :size "
-            "AND :hi * :size + :size - 1 GROUP BY iteration / :size",
+            "MIN(loss_min), MAX(loss_max) FROM points WHERE run = (SELECT key FROM run_keys WHERE id = :run) "
+            "AND iteration BETWEEN :lo * :size AND :hi * :size + :size - 1 GROUP BY iteration / :size",
             [{"run": run, "lo": lo, "hi": hi, "size": BLOCK} for run, lo, hi in spans])
 
     def close(self) -> None:
@@ -318,8 +335,10 @@ class Store:
         return runs[0] if runs else None
 
     def delete_run(self, run_id: str) -> None:
-        tables = ("points", "blocks", "validations", "images", "events", "alerts")
-        self._submit(*[(f"DELETE FROM {table} WHERE run = ?", [(run_id,)]) for table in tables],
+        tables = ("validations", "images", "events", "alerts")
+        self._submit(*[(f"DELETE FROM {table} WHERE run = {_KEY}", [(run_id,)]) for table in ("points", "blocks")],
+                     ("DELETE FROM run_keys WHERE id = ?", [(run_id,)]),
+                     *[(f"DELETE FROM {table} WHERE run = ?", [(run_id,)]) for table in tables],
                      ("DELETE FROM runs WHERE id = ?", [(run_id,)]))
 
     # ---- history points -----------------------------------------------------
@@ -327,18 +346,19 @@ class Store:
         rows = [_point_row(run_id, p) for p in points]
         if rows:
             its = [row[1] for row in rows]
-            self._submit((_INSERT_POINT, rows), (REFRESH, [(run_id, min(its), max(its))]))
+            self._submit((_ENSURE_KEY, [(run_id,)]), (_INSERT_POINT, rows), (REFRESH, [(run_id, min(its), max(its))]))
 
     def replace_points(self, run_id: str, first: int, last: int, points: Iterable[dict[str, Any]]) -> None:
         """The trainer's record for iterations [first, last] replaces ours there (one transaction)."""
         rows = [_point_row(run_id, p) for p in points]
         its = [first, last, *(row[1] for row in rows)]
-        self._submit(("DELETE FROM points WHERE run = ? AND iteration BETWEEN ? AND ?", [(run_id, first, last)]),
+        self._submit((_ENSURE_KEY, [(run_id,)]),
+                     (f"DELETE FROM points WHERE run = {_KEY} AND iteration BETWEEN ? AND ?", [(run_id, first, last)]),
                      *([(_INSERT_POINT, rows)] if rows else []), (REFRESH, [(run_id, min(its), max(its))]))
 
     def last_iteration(self, run_id: str) -> int | None:
         with self._reading() as db:
-            return db.execute("SELECT MAX(iteration) FROM points WHERE run = ?", (run_id,)).fetchone()[0]
+            return db.execute(f"SELECT MAX(iteration) FROM points WHERE run = {_KEY}", (run_id,)).fetchone()[0]
 
     def history(self, run_id: str, points: int = 2000, first: int | None = None,
                 last: int | None = None) -> dict[str, Any]:
@@ -346,13 +366,15 @@ class Store:
         with the bucket's lowest and highest loss; and every validation in range."""
         points = max(int(points), 1)
         with self._reading() as db:
-            top = db.execute("SELECT MAX(iteration) FROM points WHERE run = ?", (run_id,)).fetchone()[0]
+            found = db.execute("SELECT key FROM run_keys WHERE id = ?", (run_id,)).fetchone()
+            key = found[0] if found else -1
+            top = db.execute("SELECT MAX(iteration) FROM points WHERE run = ?", (key,)).fetchone()[0]
             top_val = db.execute("SELECT MAX(iteration) FROM validations WHERE run = ?", (run_id,)).fetchone()[0]
             known = max((t for t in (top, top_val) if t is not None), default=0)
             first = max(0, first or 0)
             last = known if last is None else last
             span = last - first + 1
-            args = {"run": run_id, "first": first, "last": last, "n": points, "span": span, "block": BLOCK}
+            args = {"run": key, "first": first, "last": last, "n": points, "span": span, "block": BLOCK}
             rows = db.execute(_POINTS, args).fetchall() if span > 0 else []  # few enough: each record a point
             if len(rows) > points:
                 rows = db.execute(_HISTORY_BY_BLOCK if span // points >= BLOCK else _HISTORY, args).fetchall()
@@ -446,8 +468,10 @@ class Store:
 
 
 _UPDATE = {"started": "started = COALESCE(MIN(runs.started, excluded.started), runs.started, excluded.started)"}
+_KEY = "(SELECT key FROM run_keys WHERE id = ?)"  # a run id's key in points and blocks
+_ENSURE_KEY = "INSERT OR IGNORE INTO run_keys (id) VALUES (?)"
 _INSERT_POINT = (f"INSERT OR REPLACE INTO points (run, {', '.join(POINT_COLUMNS)}) "
-                 f"VALUES (?, {', '.join('?' * len(POINT_COLUMNS))})")
+                 f"VALUES ({_KEY}, {', '.join('?' * len(POINT_COLUMNS))})")
 
 _POINTS = (f"SELECT {', '.join(POINT_COLUMNS)} FROM points WHERE run = :run AND iteration BETWEEN :first AND :last "
            "ORDER BY iteration LIMIT :n + 1")
