@@ -246,6 +246,20 @@ def test_a_line_torn_by_a_crash_is_skipped_and_the_next_record_is_kept(tmp_path)
     curve.log.close()
 
 
+def test_a_failing_index_write_never_stops_the_run_and_the_next_start_catches_up(tmp_path, capsys):
+    curve = Curve(tmp_path)
+    curve.run(0, 100)
+    curve.log.history.train.fh.close()  # the index can no longer write (as on a full disk)
+    curve.run(100, 200)  # the records still go to metrics.jsonl
+    assert "cannot update metrics.index" in capsys.readouterr().err
+    with pytest.raises(RuntimeError, match="next start brings it up to date"):
+        history(curve.log.history, {})
+    curve.log.close()
+    curve.log = RunLog(tmp_path, tensorboard=False)
+    assert shown(history(curve.log.history, {})) == curve.expected(2000, 0, 200)
+    curve.log.close()
+
+
 def test_the_old_limit_argument_gives_the_last_records_and_bad_arguments_are_refused(tmp_path):
     curve = Curve(tmp_path)
     curve.run(0, 300)

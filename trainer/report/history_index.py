@@ -24,6 +24,7 @@ Files (fixed-size little-endian rows, read through np.memmap):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -119,7 +120,7 @@ class HistoryIndex:
         self._since_meta = 0
         self._bulk = False  # while reading metrics.jsonl on open: meta.json once at the end
         self.rebuilt = False  # whether open found no usable index (for the benchmark and tests)
-        self.failed = False  # a write failed: no more updates in this process
+        self.failed: str | None = None  # why a write failed: no more updates (nor reads) in this process
         with self._lock:
             self._open()
 
@@ -201,9 +202,10 @@ class HistoryIndex:
                     self._extend()
                 else:
                     self._add(offset, end, record)
-            except OSError as exc:  # e.g. a full disk: training goes on; the next start rebuilds what is missing
-                self.failed = True
-                print(f"warning: cannot update {self.folder.name} ({exc.strerror}); `history` stops here "
+            except Exception as exc:  # e.g. a full disk: training goes on; the next start rebuilds what is missing
+                plain = isinstance(exc, OSError) and exc.strerror
+                self.failed = exc.strerror if plain else f"{type(exc).__name__}: {exc}"
+                print(f"warning: cannot update {self.folder.name} ({self.failed}); `history` stops here "
                       "until the next start", file=sys.stderr, flush=True)
 
     def _add(self, offset: int, end: int, record: Any) -> None:
@@ -300,7 +302,11 @@ class HistoryIndex:
 
     # ---- reading ----------------------------------------------------------------------------
     def view(self) -> View:
+        """What readers may read now. RuntimeError once a write failed (the next start rebuilds or extends)."""
         with self._lock:
+            if self.failed:
+                raise RuntimeError(f"the history index could not be written ({self.failed}); the next start "
+                                   "brings it up to date from metrics.jsonl")
             for stack in (self.train, self.val, *self.levels):
                 stack.fh.flush()
             return View(self.folder, self.source, self.train.count, self.val.count,
@@ -308,6 +314,8 @@ class HistoryIndex:
 
     def close(self) -> None:
         with self._lock:
-            self._write_meta()
+            if not self.failed:  # a failed index is not vouched for: the next start checks and extends it
+                self._write_meta()
             for stack in (self.train, self.val, *self.levels):
-                stack.close()
+                with contextlib.suppress(OSError, ValueError):
+                    stack.close()
