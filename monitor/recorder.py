@@ -152,10 +152,10 @@ def host_of(display: str) -> str | None:
     return display.rpartition("@")[2] if "@" in display else None
 
 
-def runs_listing(store: Store, state: MonitorState, now: float | None = None) -> list[dict[str, Any]]:
-    """Every run, stored or live, newest first, as GET /api/runs gives them."""
+def runs_listing(stored: list[dict[str, Any]], state: MonitorState, now: float | None = None) -> list[dict[str, Any]]:
+    """Every run, stored (the store's rows) or live, newest first, as GET /api/runs gives them (on the loop)."""
     now = time.time() if now is None else now
-    rows = {r["id"]: r for r in store.runs()}
+    rows = {r["id"]: r for r in stored}
     for run in state.runs.values():  # live runs whose row the writer has not written yet
         rows.setdefault(run.name, {"id": run.name, "name": run.display, "host": host_of(run.display),
                                    "state": run.status.get("state"), "started": now, "last_seen": now})
