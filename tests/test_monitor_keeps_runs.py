@@ -40,6 +40,10 @@ def test_sigkill_and_restart_lose_nothing_and_the_history_equals_the_trainers(tm
     try:
         wait_until(lambda: len(fetch_history(first)["history"]) >= 3, 30, "points on the first monitor")
         first.kill()  # SIGKILL, mid-stream
+        for moment in (0.0, 0.3):  # and again while a new one opens the file and fetches the record
+            caught = monitor_on(trainer, db)
+            time.sleep(moment)
+            caught.kill()
         end = pause(trainer)
         second = monitor_on(trainer, db)
         try:
