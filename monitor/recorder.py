@@ -50,7 +50,7 @@ class Recorder:
             if isinstance(payload.get("run_dir"), str):
                 self.folders[key] = payload["run_dir"]
         elif topic == "validation":
-            self._validation(key, payload)
+            self._validation(run, payload)
         elif topic == "event":
             self.store.add_event(key, {"ts": payload.get("ts"), **json_safe(payload)})
             state = _event_state(payload)
@@ -72,11 +72,15 @@ class Recorder:
         self._pointed[key] = second
         return True
 
-    def _validation(self, key: str, payload: dict[str, Any]) -> None:
+    def _validation(self, run: RunState, payload: dict[str, Any]) -> None:
+        """Kept with its image; a new best (above the trainer's best score so far, which its status says
+        even to a monitor restarted since) keeps its image for good."""
+        key = run.name
         metrics = pick(json_safe(payload), VALIDATION_POINT_FIELDS)
         metrics.setdefault("timestamp", payload.get("ts"))
-        quality = metrics.get("quality")
-        best = isinstance(quality, float | int) and quality > self._best.get(key, float("-inf"))
+        quality, before = metrics.get("quality"), run.status.get("best_score")
+        known = max(self._best.get(key, float("-inf")), before if isinstance(before, float | int) else float("-inf"))
+        best = isinstance(quality, float | int) and quality > known
         if best:
             self._best[key] = quality
         image = payload.get("image")
@@ -84,7 +88,7 @@ class Recorder:
         self.store.add_validation(key, metrics, image if kind else None, kind, best=best)
 
     def _row(self, run: RunState, payload: dict[str, Any], state: str | None) -> None:
-        """The run's row: at once when its state changes, else at most once a second."""
+        """The run's row: at once when its state changes, else at most every ROW_EVERY_S."""
         now = self.clock()
         written, old_state = self._written.get(run.name, (0.0, None))
         changed = state is not None and state != old_state

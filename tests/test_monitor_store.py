@@ -146,3 +146,15 @@ def test_bad_input_on_the_command_line_is_one_line_and_exit_2(tmp_path: Path) ->
     for args in (("import", str(tmp_path / "missing"), "--db", str(db)), ("runs", "delete", "nope", "--db", str(db))):
         done = run_cli(*args)
         assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_a_validation_above_the_trainers_best_score_keeps_its_image_for_good() -> None:
+    config = MonitorConfig(trainers=[nobody()], command_timeout_ms=300)
+    with TestClient(create_app(config), base_url="http://127.0.0.1:5050") as client:
+        feed(client, "status", frame(1, iteration=1, total_loss=0.5, learn_rate=1e-4, best_score=0.9))
+        for i in range(KEEP_IMAGES + 20):  # step 10 beats the best score the status says (0.9); the rest do not
+            feed(client, "validation", frame(2 + i, iteration=100 + i, psnr=30.0, ssim=0.9,
+                                             quality=0.95 if i == 10 else 0.5, baseline_psnr=28.0,
+                                             baseline_ssim=0.8, baseline_quality=0.6, image=PNG))
+        kept = {v["iteration"] for v in client.get("/api/history.json").json()["validations"] if v["image"]}
+    assert kept == {110, *range(120, KEEP_IMAGES + 120)}
