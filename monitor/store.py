@@ -1,7 +1,7 @@
 """Every run the monitor has met, kept in SQLite: runs, history points, validations (+ images), events.
 
 `Store` owns every SQL statement of the monitor. Writes go through a queue to one writer thread that
-batches them (`executemany`, one transaction per batch, at most a few commits a second), never on
+batches them (`executemany`, one transaction per batch, one commit every `batch_s`, 5 s), never on
 the event loop; reads use a connection of their own (WAL: readers never wait for the writer).
 One monitor per file: a lock file beside it (`PATH.lock`, fcntl.flock) names the owner.
 A file that is not a sound database is moved aside, never deleted. A failed write (a full disk)
@@ -119,7 +119,7 @@ def bucketed(records: list[dict[str, Any]], points: int, first: int, last: int) 
 
 class Store:
     def __init__(self, path: str | Path = MEMORY, *, owner: dict[str, Any] | None = None,
-                 batch_s: float = 2.0, log: Any = None, readonly: bool = False,
+                 batch_s: float = 5.0, log: Any = None, readonly: bool = False,
                  max_bytes: int | None = None) -> None:
         """`readonly`: only read (beside a running monitor); nothing is locked, checked or written.
         `max_bytes`: a cap on the file (PRAGMA max_page_count); reaching it is a full disk."""
