@@ -19,6 +19,7 @@ from monitor.app import create_app
 from monitor.config import MonitorConfig
 from monitor.mock import MockTrainer
 from monitor.state import MonitorState
+from tests.browser_support import chromium, require_chromium, screenshot, serving
 from tests.monitor_support import frame, nobody
 from tests.trainer_support import TINY_SETTINGS as TINY
 from tests.trainer_support import free_port
@@ -117,10 +118,8 @@ class ActiveMock(MockTrainer):
 
 @pytest.mark.browser
 def test_the_dashboard_draws_one_labelled_bar_per_layer_on_desktop_and_phone() -> None:
-    browser_test = pytest.importorskip("tests.test_dashboard_browser")  # skips without Chromium
-    with browser_test.serving([ActiveMock("act", status_hz=5).start()]) as url, \
-            browser_test.sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=browser_test.CHROMIUM, args=browser_test.ARGS)
+    sync_api = require_chromium()
+    with serving([ActiveMock("act", status_hz=5).start()]) as url, chromium(sync_api) as browser:
         for width, height in ((1280, 900), (390, 844)):
             page = browser.new_page(viewport={"width": width, "height": height})
             page.on("dialog", lambda d: pytest.fail(f"a script ran: {d.message}"))
@@ -130,6 +129,4 @@ def test_the_dashboard_draws_one_labelled_bar_per_layer_on_desktop_and_phone() -
             assert [round(float(w.rstrip("%"))) for w in widths] == [20, 40, 60, 80, 100]
             assert EVIL in page.text_content("#activity") and page.locator("img[src='x']").count() == 0
             assert page.evaluate("document.documentElement.scrollWidth") <= width
-            browser_test.ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(browser_test.ARTIFACTS / f"activity_{width}.png"), full_page=True)
-        browser.close()
+            screenshot(page, f"activity_{width}")

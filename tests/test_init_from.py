@@ -210,7 +210,7 @@ def test_the_dashboards_run_listing_says_fine_tuned_from_the_status_field():
         run.apply("status", status)
         Recorder(store, clock=lambda: 100.0).frame(run, "status", status)
         store.flush()
-        listed = runs_listing(store, MonitorState(), now=100.0)
+        listed = runs_listing(store.runs(), MonitorState(), now=100.0)
         assert [r.get("init_from") for r in listed] == ["BasicVSRPP_x4_REDS.pth"]
     finally:
         store.close()
