@@ -148,6 +148,7 @@ def parity(cls: type, root: Path) -> None:
 
 def fine_tune_vs_scratch(cls: type, root: Path) -> None:
     from trainer.config import load_config
+    from trainer.report.history import run_history
     from trainer.train.init_from import model_settings, read_init_from
     from trainer.train.loop import RunOptions, Trainer
 
@@ -168,7 +169,7 @@ def fine_tune_vs_scratch(cls: type, root: Path) -> None:
                           console=False, init_from=init)
         trainer = Trainer(cfg, opts)
         trainer.run()
-        runs[label] = trainer.setup.report.telemetry.validations()
+        runs[label] = run_history(opts.run_dir)["validations"]
     ft, scratch = runs["--init-from"], runs["scratch"]
     print(f"held-out PSNR (RGB, 2 clips 36x36 -> 144x144): bilinear {ft[0]['baseline_psnr']:.2f} dB; "
           f"fine-tune first validation (iteration {ft[0]['iteration']}) {ft[0]['psnr']:.2f} dB, after 10 steps "

@@ -6,12 +6,14 @@ from pathlib import Path
 
 import pytest
 
+from trainer import config
 from trainer.__main__ import build_parser, check_resume_spec, config_from_args
 from trainer.config import (
     DEFAULTS_FILE,
     Config,
     ConfigError,
     ModelConfig,
+    TelemetryConfig,
     TrainConfig,
     defaults_toml,
     known_keys,
@@ -44,6 +46,25 @@ def test_unknown_key_in_a_toml_file_is_rejected(tmp_path):
     path.write_text("[train]\nmax_itres = 5\n")
     with pytest.raises(ConfigError, match="unknown key 'train.max_itres'"):
         load_config(path)
+
+
+def test_a_config_that_sets_the_retired_telemetry_history_still_loads_with_one_warning_line(
+        tmp_path, capsys, monkeypatch):
+    """telemetry.history sized an in-memory history the `history` command no longer reads: a user's old
+    config (file or --set) keeps working, says once that it has no effect, and is otherwise the defaults."""
+    monkeypatch.setattr(config, "_warned", set())
+    path = tmp_path / "old.toml"
+    path.write_text("[telemetry]\nhistory = 500\nstatus_hz = 5.0\n")
+    args = build_parser().parse_args(["--config", str(path), "--set", "telemetry.history=100"])
+    cfg = config_from_args(args)
+    cfg = config_from_args(args)  # --init-from builds the config more than once: still one line
+    assert cfg.telemetry == TelemetryConfig(status_hz=5.0)
+    assert "history" not in cfg.to_dict()["telemetry"] and "telemetry.history" not in known_keys()
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and "telemetry.history" in lines[0] and "no longer has an effect" in lines[0]
+    assert "run folder" in lines[0]
+    with pytest.raises(ConfigError, match="unknown key 'telemetry.histroy'"):  # other unknown keys: still refused
+        load_config(overrides={"telemetry.histroy": 5})
 
 
 def test_choice_error_lists_allowed_values():

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import time
@@ -12,6 +13,8 @@ import protocol
 from tests.trainer_support import make_trainer
 from trainer.config import TelemetryConfig
 from trainer.report.control import Controller, KeyReader
+from trainer.report.history import history
+from trainer.report.runlog import RunLog
 from trainer.report.status import StatusInputs, format_eta, status_frame
 from trainer.report.telemetry import SpeedMeter, Telemetry
 
@@ -69,8 +72,6 @@ def test_heartbeats_and_fresh_status_keep_coming_while_paused(wired):
 
 def test_events_reach_subscribers_and_the_run_log(tmp_path, wired):
     tel, sub = wired
-    from trainer.report.runlog import RunLog
-
     tel.runlog = RunLog(tmp_path, tensorboard=False)
     tel.event("checkpoint_saved", "Checkpoint saved: x.pth", step=3, path="x.pth")
     events = [m for t, m in _collect(sub, 0.5) if t == "event"]
@@ -79,12 +80,18 @@ def test_events_reach_subscribers_and_the_run_log(tmp_path, wired):
     tel.runlog.close()
 
 
-def test_history_is_bounded():
-    tel = Telemetry(None, TelemetryConfig(history=5), max_iters=10)
-    for i in range(20):
+def test_every_forced_status_after_a_step_is_one_record_and_the_history_reply_is_bounded(tmp_path):
+    """The history points are the run folder's `train` records; the `history` reply thins them to `points`."""
+    runlog = RunLog(tmp_path, tensorboard=False)
+    tel = Telemetry(None, TelemetryConfig(), max_iters=10, runlog=runlog)
+    for i in range(1, 21):
         tel.step(i, 0.1, 1e-4)
         tel.publish_status(force=True)
-    assert len(tel.history()) == 5 and len(tel.history(2)) == 2
+    tel.publish_status(force=True)  # no new step: no new record
+    assert len(history(runlog.history, {"points": 5000})["history"]) == 20
+    assert len(history(runlog.history, {"points": 5})["history"]) == 5
+    assert [p["iteration"] for p in history(runlog.history, {"limit": 2})["history"]] == [19, 20]
+    runlog.close()
 
 
 def test_eta_comes_from_a_smoothed_speed():
@@ -117,17 +124,21 @@ def test_key_presses_on_a_tty_become_actions():
         os.close(master)
 
 
-def test_statuses_before_the_first_step_are_not_history_points():
-    """While loading (and until the first step) loss and LR are placeholders: no point at 0 loss."""
-    tel = Telemetry(None, TelemetryConfig(), max_iters=10)
+def test_statuses_before_the_first_step_are_not_history_points(tmp_path):
+    """While loading (and until the first step) loss and LR are placeholders: no `train` record at 0 loss."""
+    runlog = RunLog(tmp_path, tensorboard=False)
+    tel = Telemetry(None, TelemetryConfig(), max_iters=10, runlog=runlog)
     tel.iteration = 40  # a resumed run says its real step from the first frame
     tel.publish_status(force=True)
     tel.set_state("training")
-    assert tel.history() == [] and tel.latest_status()["iteration"] == 40
+    assert history(runlog.history, {})["history"] == [] and tel.latest_status()["iteration"] == 40
     assert tel.latest_status()["state"] == "loading" and tel.latest_status()["is_training"]
     tel.step(41, 0.25, 1e-4)
-    assert [(p["iteration"], p["total_loss"]) for p in tel.history()] == [(41, 0.25)]
+    assert [(p["iteration"], p["total_loss"]) for p in history(runlog.history, {})["history"]] == [(41, 0.25)]
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["kind"], r["step"], r["loss"]) for r in records] == [("train", 41, 0.25)]
     assert tel.latest_status()["state"] == "training"
+    runlog.close()
 
 
 ENVELOPE = {"v": 1, "run": "r", "seq": 1, "ts": 1.0}

@@ -11,6 +11,7 @@ import dataclasses
 import inspect
 import json
 import re
+import sys
 import tomllib
 import types
 import typing
@@ -122,7 +123,6 @@ class CheckpointConfig:
 class TelemetryConfig:
     status_hz: float = 10.0
     heartbeat_s: float = 0.5
-    history: int = 2000
     log_every_s: float = 10.0  # plain progress lines without a TTY
     tensorboard: bool = True
 
@@ -131,7 +131,6 @@ class TelemetryConfig:
         _positive_float("telemetry", "heartbeat_s", self.heartbeat_s)
         if self.heartbeat_s > 1.0:
             raise ConfigError(f"telemetry.heartbeat_s must be <= 1.0 s, got {self.heartbeat_s!r}")
-        _positive_int("telemetry", "history", self.history)
         _positive_float("telemetry", "log_every_s", self.log_every_s)
 
 
@@ -165,6 +164,11 @@ DERIVED = {
     "data.many_to_many": "model.name",
     "schedule.max_iters": "train.max_iters",
 }
+# Keys that no longer do anything: a config that sets one still loads, with one warning line per process.
+RETIRED = {
+    "telemetry.history": "it no longer has an effect (the history comes from the run folder's metrics.jsonl)",
+}
+_warned: set[str] = set()
 
 
 def _field_types(cls: type) -> dict[str, Any]:
@@ -242,7 +246,7 @@ def _merge(data: dict[str, Any], key: str, value: Any) -> None:
         return
     if key in DERIVED:
         raise ConfigError(f"{key} follows {DERIVED[key]}; set that instead")
-    if key not in known_keys():
+    if key not in known_keys() and key not in RETIRED:
         raise ConfigError(f"unknown key {key!r}; known: {', '.join(known_keys())}")
     section, name = key.split(".", 1)
     data.setdefault(section, {})[name] = value
@@ -272,8 +276,22 @@ def config_from_dict(data: dict[str, Any]) -> Config:
         section, name = key.split(".")
         if isinstance(data.get(section), dict) and name in data[section]:
             raise ConfigError(f"{key} follows {source}; set that instead")
+    data = _without_retired(data)
     _check_model_options(_build(ModelConfig, data.get("model", {}), "model."))
     return _build(Config, data)
+
+
+def _without_retired(data: dict[str, Any]) -> dict[str, Any]:
+    """`data` less the RETIRED keys it sets (the caller's dict untouched), each warned about once."""
+    data = dict(data)
+    for key, why in RETIRED.items():
+        section, name = key.split(".")
+        if isinstance(data.get(section), dict) and name in data[section]:
+            data[section] = {k: v for k, v in data[section].items() if k != name}
+            if key not in _warned:
+                _warned.add(key)
+                print(f"warning: {key} is ignored: {why}", file=sys.stderr)
+    return data
 
 
 def _many_to_many(name: str) -> bool:

@@ -12,6 +12,7 @@ validations asked for, whatever the run's length; metrics.jsonl itself is not re
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,15 @@ def history(index: HistoryIndex, args: dict[str, Any]) -> dict[str, Any]:
         if index.generation == view.generation:
             break
     return reply
+
+
+def run_history(run_dir: str | Path, args: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`history` of a run folder no trainer is writing now (a finished run), through its index."""
+    index = HistoryIndex(Path(run_dir) / "metrics.jsonl")
+    try:
+        return history(index, args or {})
+    finally:
+        index.close()
 
 
 def _request(args: dict[str, Any]) -> tuple[int, int | None, int | None, int | None]:

@@ -11,7 +11,6 @@ read once, logged, and carried by every later status as `activity`.
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import queue
 import threading
@@ -21,7 +20,7 @@ from typing import Any
 
 import torch
 
-from protocol import HISTORY_FIELDS, STATES, VALIDATION_POINT_FIELDS, check_event
+from protocol import HISTORY_FIELDS, STATES, check_event
 from trainer.config import TelemetryConfig
 from trainer.report.history import record_values
 from trainer.report.runlog import RunLog
@@ -86,15 +85,15 @@ class Telemetry:
         self._losses: dict[str, Any] | None = None
         self._low: Any = None  # lowest and highest loss since the last history point (tensors: no sync)
         self._high: Any = None
-        self._point_iteration: int | None = None  # the last history point's iteration
+        # the last history point (a `train` record in metrics.jsonl): when the next one is due
+        self._point_iteration: int | None = None
+        self._point_time: float | None = None
         self._publisher = publisher
         self._queue: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue(maxsize=2000)
         self._lock = threading.Lock()
         self._activity: dict[str, float] | None = None
         self._inputs = self._status_inputs()  # what the latest status said, for its refresh
         self._latest: dict[str, Any] = status_frame(self._inputs)
-        self._history: collections.deque[dict[str, Any]] = collections.deque(maxlen=cfg.history)
-        self._validations: collections.deque[dict[str, Any]] = collections.deque(maxlen=cfg.history)
         self._due = True
         self._last_status = 0.0
         self._last_activity = -float("inf")
@@ -148,16 +147,14 @@ class Telemetry:
     def publish_status(self, *, force: bool = False) -> None:
         inputs = self._status_inputs()
         status = status_frame(inputs)
-        point = None
         with self._lock:
             self._inputs, self._latest = inputs, status
-            due = not self._history or status["timestamp"] - self._history[-1]["timestamp"] >= 1.0 or force
-            # before the first step, loss and LR are placeholders, not a point; a point needs a new step
-            if due and self._stepped and status["iteration"] != self._point_iteration:
-                point = {k: status.get(k) for k in HISTORY_FIELDS}
-                self._history.append(point)
-        if point is not None:
-            self._point_iteration, self._low, self._high = point["iteration"], None, None
+        due = force or self._point_time is None or status["timestamp"] - self._point_time >= 1.0
+        # before the first step, loss and LR are placeholders, not a point; a point needs a new step
+        if due and self._stepped and status["iteration"] != self._point_iteration:
+            point = {k: status.get(k) for k in HISTORY_FIELDS}
+            self._point_iteration, self._point_time = point["iteration"], point["timestamp"]
+            self._low, self._high = None, None
             self._log_point(point, status)
         self._last_status = time.monotonic()
         self._send("status", status)
@@ -196,8 +193,6 @@ class Telemetry:
         fields = {"iteration": iteration, **metrics, "timestamp": time.time()}
         if self.runlog is not None:
             self.runlog.metrics("val", iteration, metrics, ts=fields["timestamp"])
-        with self._lock:  # the point a late viewer re-fetches is the one a live viewer kept
-            self._validations.append({k: fields[k] for k in VALIDATION_POINT_FIELDS if k in fields})
         if image:
             fields.update(image=image, image_format="png")
         self._send("validation", fields)
@@ -206,15 +201,6 @@ class Telemetry:
     def latest_status(self) -> dict[str, Any]:
         with self._lock:
             return dict(self._latest)
-
-    def history(self, limit: int | None = None) -> list[dict[str, Any]]:
-        with self._lock:
-            points = list(self._history)
-        return points[-limit:] if limit else points
-
-    def validations(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return list(self._validations)
 
     # ---- telemetry thread -------------------------------------------------
     def close(self, timeout: float = 2.0) -> None:
