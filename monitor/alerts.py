@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-KINDS = ("started", "finished", "stopped", "failed", "diverged", "stalled", "alive", "new_best")
+from .run import ENDED
+
+KINDS = ("started", *ENDED, "diverged", "stalled", "alive", "new_best")  # an ended run: the alert named as its state
 DEFAULT_NOTIFY_ON = tuple(kind for kind in KINDS if kind != "new_best")
-ENDINGS = ("finished", "stopped", "failed")  # a run's process is over after one of these
 DEFAULT_STALL_AFTER_S = 120.0
 TRIES = 6  # delivery tries per webhook, waiting BACKOFF_S, 2x, 4x, ... between them
 BACKOFF_S = 4.0  # 4 + 8 + 16 + 32 + 64 s: six tries over about two minutes

@@ -12,12 +12,11 @@ from typing import Any
 
 from protocol import HISTORY_FIELDS, VALIDATION_POINT_FIELDS, json_safe
 
-from .run import RunState, pick
+from .run import ENDED, RunState, pick
 from .state import MonitorState
 from .store import Store
 from .values import image_type
 
-ENDED = ("finished", "stopped", "failed")  # a run in one of these has ended (with `ended` set)
 END_OF_RUN = 2**62  # "and everything after": the trainer's record is the whole run
 PAGE = 2000  # points asked per `history` request when fetching a run
 ROW_EVERY_S = 5.0  # a live run's row (iteration, last seen) is rewritten at most this often (a new state: at once)

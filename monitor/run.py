@@ -32,6 +32,7 @@ STATUS_DEFAULTS: dict[str, Any] = {
     "rollbacks": 0,
 }
 ENVELOPE = ("v", "seq")
+ENDED = ("finished", "stopped", "failed")  # a run in one of these has ended: its process is over
 MAX_LAYERS = 512
 
 

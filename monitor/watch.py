@@ -18,7 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .alerts import ENDINGS, Alert
+from .alerts import Alert
+from .run import ENDED
 
 LIVE_STATES = ("training", "validating", "paused")
 MAX_WATCHED = 256
@@ -80,7 +81,7 @@ class Watcher:
                 continue
             if w.stopping and w.running:
                 alerts.append(self._end(run, w, "stopped", f"{w.name} stopped at iteration {w.iteration}"))
-            elif w.running or self.last_kinds.get(run) not in ENDINGS:
+            elif w.running or self.last_kinds.get(run) not in ENDED:
                 w.stalled_since = now
                 text = f"{w.name} has sent nothing for {self.stall_after:g} s (last at iteration {w.iteration})"
                 alerts.append(self._alert(run, w, "stalled", text))
@@ -93,7 +94,7 @@ class Watcher:
             oldest = min(self.runs, key=lambda r: self.runs[r].last_seen)
             del self.runs[oldest]
         last = self.last_kinds.get(run)
-        w = RunWatch(str(payload.get("run", run)), now, running=last is not None and last not in ENDINGS)
+        w = RunWatch(str(payload.get("run", run)), now, running=last is not None and last not in ENDED)
         if last == "stalled":  # it went silent before this monitor restarted: this frame is it being back
             w.stalled_since, w.last_seen = now, now - self.stall_after
         self.runs[run] = w
