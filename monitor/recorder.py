@@ -20,6 +20,8 @@ from .values import image_type
 END_OF_RUN = 2**62  # "and everything after": the trainer's record is the whole run
 PAGE = 2000  # points asked per `history` request when fetching a run
 ROW_EVERY_S = 5.0  # a live run's row (iteration, last seen) is rewritten at most this often (a new state: at once)
+SEEN_LATELY_S = 30.0  # a stored row seen this recently is live to a reader without frames (`runs list`): rows
+# are rewritten every ROW_EVERY_S and written in the store's 5 s batches
 POINT_EVERY_S = 1  # seconds: a live status point kept per run and period (by the frames' time), as the trainer does
 
 Ask = Callable[[dict[str, Any]], Awaitable[dict[str, Any] | None]]
@@ -166,14 +168,24 @@ def runs_listing(stored: list[dict[str, Any]], state: MonitorState, now: float |
     return sorted(listing, key=lambda r: r["started"] or 0.0, reverse=True)
 
 
+def shown_state(row: dict[str, Any], live: bool) -> tuple[str | None, float | None]:
+    """A stored run's state as shown (GET /api/runs, `runs list`) and when it ended: one not live that
+    has not ended is `lost` (`stopped` after `stopping`: its last word), ended when last seen."""
+    if live or row.get("state") in ENDED:
+        return row.get("state"), row.get("ended")
+    return ("stopped" if row.get("state") == "stopping" else "lost"), row.get("last_seen")
+
+
+def seen_lately(row: dict[str, Any], now: float) -> bool:
+    """Whether a stored row counts as live where no frames are heard (the command line)."""
+    return isinstance(row.get("last_seen"), float | int) and now - row["last_seen"] < SEEN_LATELY_S
+
+
 def _summary(row: dict[str, Any], state: MonitorState, now: float) -> dict[str, Any]:
     live = state.is_online(row["id"])
     known = state.runs.get(row["id"])
     status = known.status if known is not None else {}
-    run_state, ended = row.get("state"), row.get("ended")
-    if not live and run_state not in ENDED:
-        run_state = "stopped" if run_state == "stopping" else "lost"
-        ended = row.get("last_seen")
+    run_state, ended = shown_state(row, live)
     started = row.get("started")
     duration = ((now if live else ended or row.get("last_seen") or now) - started) if started else None
     summary = {"id": row["id"], "run": row["id"], "name": row["name"], "host": row.get("host"), "state": run_state,

@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from .importer import ImportError_, import_run
+from .recorder import seen_lately, shown_state
 from .store import Store, StoreError, default_path
 
 COMMANDS = ("import", "runs")
@@ -70,14 +71,17 @@ def find(store: Store, key: str) -> dict[str, Any]:
 
 
 def print_runs(runs: list[dict[str, Any]], store: Store) -> None:
+    """The stored runs, each in the state GET /api/runs shows (a run not seen lately and not ended: lost)."""
     if not runs:
         print(f"no runs stored in {store.path}")
         return
+    now = time.time()
     print(f"{'id':<12} {'name':<28} {'state':<10} {'iteration':>10} {'best':>7}  {'started':<16}  ended")
     for r in runs:
+        state, ended = shown_state(r, seen_lately(r, now))
         best = f"{r['best_score']:.1%}" if isinstance(r["best_score"], float | int) else "-"
-        print(f"{r['id'][:12]:<12} {r['name'][:28]:<28} {r['state'] or '-':<10} {r['iteration']:>10} {best:>7}  "
-              f"{when(r['started']):<16}  {when(r['ended'])}")
+        print(f"{r['id'][:12]:<12} {r['name'][:28]:<28} {state or '-':<10} {r['iteration'] or 0:>10} {best:>7}  "
+              f"{when(r['started']):<16}  {when(ended)}")
 
 
 def when(ts: float | None) -> str:

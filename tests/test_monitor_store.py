@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from starlette.testclient import TestClient
@@ -139,6 +140,31 @@ def test_a_run_folder_imported_from_the_command_line_is_listed_and_served(tmp_pa
     deleted = run_cli("runs", "delete", RUN_ID[:8], "--db", str(db))
     assert deleted.returncode == 0 and "copied@gpu1" in deleted.stdout
     assert "no runs stored" in run_cli("runs", "list", "--db", str(db)).stdout
+
+
+def test_a_run_whose_monitor_was_killed_mid_training_is_lost_on_the_command_line_as_in_the_api(
+        tmp_path: Path) -> None:
+    """Its row still says `training` (nobody wrote its end); `runs list` and GET /api/runs both show it
+    lost, ended when last seen, through one decision (recorder.shown_state); a row seen just now (a run
+    a monitor beside it is recording) still shows `training` on the command line."""
+    db, now = tmp_path / "m.sqlite", time.time()
+    store = Store(str(db))
+    store.upsert_run({"id": RUN_ID, "name": "killed@gpu1", "host": "gpu1", "state": "training", "iteration": 50,
+                      "started": now - 7200, "last_seen": now - 3600})
+    store.upsert_run({"id": "f" * 32, "name": "going@gpu1", "host": "gpu1", "state": "training", "iteration": 9,
+                      "started": now - 60, "last_seen": now})
+    store.flush()
+    store.close()
+    listed = run_cli("runs", "list", "--db", str(db))
+    assert listed.returncode == 0, listed.stderr
+    rows = {line.split()[1]: line.split() for line in listed.stdout.splitlines()[1:]}
+    assert rows["killed@gpu1"][2] == "lost" and rows["killed@gpu1"][-2:] == \
+        time.strftime("%Y-%m-%d %H:%M", time.localtime(now - 3600)).split()
+    assert rows["going@gpu1"][2] == "training" and rows["going@gpu1"][-1] == "-"
+    config = MonitorConfig(trainers=[nobody()], command_timeout_ms=300, db=str(db))
+    with TestClient(create_app(config), base_url="http://127.0.0.1:5050") as client:
+        run = next(r for r in client.get("/api/runs").json()["runs"] if r["id"] == RUN_ID)
+    assert (run["state"], run["live"], run["ended"]) == ("lost", False, now - 3600)
 
 
 def test_bad_input_on_the_command_line_is_one_line_and_exit_2(tmp_path: Path) -> None:
