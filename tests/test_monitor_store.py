@@ -153,6 +153,8 @@ def test_a_run_whose_monitor_was_killed_mid_training_is_lost_on_the_command_line
                       "started": now - 7200, "last_seen": now - 3600})
     store.upsert_run({"id": "f" * 32, "name": "going@gpu1", "host": "gpu1", "state": "training", "iteration": 9,
                       "started": now - 60, "last_seen": now})
+    store.upsert_run({"id": "e" * 32, "name": "heartbeat-only@gpu1", "state": "loading", "started": now - 30,
+                      "last_seen": now - 20})  # no status yet: no iteration in its row
     store.flush()
     store.close()
     listed = run_cli("runs", "list", "--db", str(db))
@@ -161,6 +163,7 @@ def test_a_run_whose_monitor_was_killed_mid_training_is_lost_on_the_command_line
     assert rows["killed@gpu1"][2] == "lost" and rows["killed@gpu1"][-2:] == \
         time.strftime("%Y-%m-%d %H:%M", time.localtime(now - 3600)).split()
     assert rows["going@gpu1"][2] == "training" and rows["going@gpu1"][-1] == "-"
+    assert rows["heartbeat-only@gpu1"][2:4] == ["loading", "0"]
     config = MonitorConfig(trainers=[nobody()], command_timeout_ms=300, db=str(db))
     with TestClient(create_app(config), base_url="http://127.0.0.1:5050") as client:
         run = next(r for r in client.get("/api/runs").json()["runs"] if r["id"] == RUN_ID)
