@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.released_support import mmagic_names
 from trainer.models import MODEL_INFO, build
 from trainer.models import basicvsrpp as bvpp
 from trainer.models.basicvsrpp import flow_frozen
@@ -96,20 +97,8 @@ def test_flow_is_frozen_before_fix_iter_and_trains_slower_after(tiny4):
         assert model.conv_last.weight.grad is not None
 
 
-def _mmagic_names(state: dict) -> dict:
-    """Our (BasicSR) names -> mmagic's, wrapped as its checkpoint files are."""
-    out = {}
-    for key, value in state.items():
-        parts = key.split(".")
-        if key.startswith("spynet.basic_module.") and len(parts) == 6:
-            key = ".".join([*parts[:4], str(int(parts[4]) // 2), "conv", parts[5]])
-        key = key.replace("upconv1.", "upsample1.upsample_conv.").replace("upconv2.", "upsample2.upsample_conv.")
-        out[f"generator.{key}"] = value
-    return {"meta": {"epoch": 1}, "state_dict": {**out, "step_counter": torch.zeros(1)}}
-
-
 def test_mmagic_checkpoint_names_convert_to_a_strict_load(tiny4):
-    converted = convert_state_dict(_mmagic_names(tiny4.state_dict()))
+    converted = convert_state_dict(mmagic_names(tiny4.state_dict()))
     fresh = build("basicvsrpp", **TINY)
     fresh.load_state_dict(converted, strict=True)
     torch.testing.assert_close(fresh.conv_last.weight, tiny4.conv_last.weight)
@@ -118,7 +107,7 @@ def test_mmagic_checkpoint_names_convert_to_a_strict_load(tiny4):
 def test_spynet_loads_basicsr_and_mmagic_release_files(tmp_path, tiny4):
     params = {k: v for k, v in tiny4.spynet.state_dict().items() if k not in ("mean", "std")}
     torch.save({"params": params}, tmp_path / "basicsr.pth")  # BasicSR's file has no mean/std
-    mm = _mmagic_names({f"spynet.{k}": v for k, v in params.items()})
+    mm = mmagic_names({f"spynet.{k}": v for k, v in params.items()})
     torch.save(mm, tmp_path / "mmagic.pth")
     for name in ("basicsr.pth", "mmagic.pth"):
         model = build("basicvsrpp", spynet_pretrained=str(tmp_path / name), **TINY)
