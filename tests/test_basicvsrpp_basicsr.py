@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from bench.bench_basicvsrpp import build_basicsr, load_basicsr_reference
+from bench.bench_released import basicsr_forward
 from trainer.models import build
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -46,25 +47,10 @@ def _twins(basicsr_cls, size: int):
     return ref, ours, torch.rand(1, 3, 3, size, size)
 
 
-def _basicsr_steps(ref, lqs):
-    """BasicSR's forward() step by step through its own methods, minus its >= 64 px assertion."""
-    n, t, c, h, w = lqs.shape
-    ref.cpu_cache = False
-    ref.check_if_mirror_extended(lqs)
-    spatial = ref.feat_extract(lqs.view(-1, c, h, w)).view(n, t, -1, h, w)
-    feats = {"spatial": [spatial[:, i] for i in range(t)]}
-    flows_forward, flows_backward = ref.compute_flow(lqs)
-    for name in ("backward_1", "forward_1", "backward_2", "forward_2"):
-        feats[name] = []
-        flows = flows_backward if name.startswith("backward") else flows_forward
-        feats = ref.propagate(feats, flows, name)
-    return ref.upsample(lqs, feats)
-
-
 def test_same_weights_give_basicsr_outputs(basicsr_cls):
     ref, ours, x = _twins(basicsr_cls, 40)  # SPyNet resizes to 64 (its minimum in BasicSR)
     with torch.no_grad():
-        out_ref, out_ours = _basicsr_steps(ref, x), ours(x)
+        out_ref, out_ours = basicsr_forward(ref, x), ours(x)
     assert out_ours.shape == (1, 3, 3, 160, 160)
     assert (out_ours - out_ref).abs().max().item() <= 1e-4
 
