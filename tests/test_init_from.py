@@ -4,6 +4,7 @@ weights, validates at iteration 0, records its source in every checkpoint; bad f
 from __future__ import annotations
 
 import hashlib
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,12 +18,15 @@ from ckpt.__main__ import main as ckpt_main
 from tests import released_support as rs
 from tests.evaluate_support import write_frames
 from tests.net_support import free_port
-from tests.trainer_support import ONE_THREAD, TINY_SETTINGS
+from tests.trainer_support import ONE_THREAD, TINY_FLAGS, TINY_SETTINGS, as_flags, torchrun_trainer
 from tests.video_support import shot, truncate
+from trainer import data as datasets
 from trainer.__main__ import build_parser, port_free, read_config
 from trainer.config import load_config
+from trainer.infer.load import instantiate
 from trainer.models import build
 from trainer.report.history import run_history
+from trainer.train import validation
 from trainer.train.init_from import model_settings, read_init_from
 from trainer.train.loop import RunOptions, Trainer
 
@@ -107,6 +111,41 @@ def test_the_file_decides_the_model_and_a_resumed_run_ignores_init_from_with_a_l
     assert again.returncode == 0, again.stderr
     assert f"--init-from {file.name} ignored: resuming from {ckpt.checkpoint_name(1)}" in again.stdout
     assert ckpt.load_checkpoint(tmp_path / "run" / ckpt.checkpoint_name(2))["init_from"]["name"] == file.name
+
+
+def _files_own_psnr(file: Path, flags: list[str]) -> float:
+    """The validation PSNR of the file's model, loaded outside the trainer, on the run's validation set."""
+    cfg, _ = read_config(build_parser().parse_args([*TINY_FLAGS, *flags]))
+    _, val_ds = datasets.build_datasets(cfg.data)
+    val_ds = torch.utils.data.Subset(val_ds, range(min(cfg.train.val_limit, len(val_ds))))
+    loader = torch.utils.data.DataLoader(val_ds, batch_size=1)
+    return validation.validate(instantiate(read_init_from(file).found), loader, "cpu",
+                               metric_space=cfg.train.val_metric_space).psnr
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="gloo over TCP on POSIX")
+def test_ddp_fine_tune_starts_both_ranks_from_the_file_and_validates_at_its_quality(tmp_path):
+    file, data = released_file(tmp_path / "BasicVSRPP_x4_small.pth"), clip_root(tmp_path / "data")
+    flags = ["--init-from", str(file), "--data", str(data), "--max-iters", "1", "--val-every", "100",
+             "--save-every", "100", *as_flags({"data.patch_size": 12, "model.num_frames": 3, "train.batch_size": 1,
+                                               "checkpoint.keep_best": 5})]
+    cmd = torchrun_trainer(tmp_path / "run", "--pub", f"tcp://127.0.0.1:{free_port()}", "--rep",
+                           f"tcp://127.0.0.1:{free_port()}", *flags)
+    done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=240, env=ONE_THREAD)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out
+    # Same weights on both ranks: the guard compared them before the step-1 save, and each rank's own digest
+    # at the end agrees (a rank left on its random init would still differ after the one averaged step).
+    digests = dict(re.findall(r"\[rank (\d)\] stopped at step 1; replica digest (\w+)", out))
+    assert set(digests) == {"0", "1"} and digests["0"] == digests["1"], out
+    first = ckpt.load_checkpoint(tmp_path / "run" / ckpt.checkpoint_name(0, "best"))
+    want = torch.load(file, weights_only=True)["params_ema"]
+    assert all(torch.equal(first["model_state_dict"][k], v) for k, v in want.items())
+    assert first["metrics"]["psnr"] == pytest.approx(_files_own_psnr(file, flags), abs=1e-6)
+    record = {"path": str(file), "name": file.name, "format": "basicsr", "params_key": "params_ema",
+              "sha256": hashlib.sha256(file.read_bytes()).hexdigest()}
+    last = ckpt.load_checkpoint(tmp_path / "run" / ckpt.checkpoint_name(1))
+    assert first["init_from"] == last["init_from"] == record
 
 
 def test_options_of_the_files_model_are_accepted_on_a_config_that_names_another(tmp_path, capsys):
