@@ -105,34 +105,40 @@ def per_run(handler: Callable[[Request, Target], Awaitable[Response]]) -> Endpoi
         m, asked = monitor_of(request), request.query_params.get("run")
         run = m.state.run(asked)
         if run is not None:
-            return await handler(request, Target(run.name, run.display, run))
-        row = await asyncio.to_thread(m.store.run, asked) if asked else await asyncio.to_thread(m.store.newest_run)
-        if row is None:
-            return fail(404, "no such run: the monitor has neither stored it nor heard from it")
-        return await handler(request, Target(row["id"], row["name"], None))
+            target = Target(run.name, run.display, run)
+        else:
+            row = await asyncio.to_thread(m.store.run, asked) if asked else await asyncio.to_thread(m.store.newest_run)
+            if row is None:
+                return fail(404, "no such run: the monitor has neither stored it nor heard from it")
+            target = Target(row["id"], row["name"], None)
+        try:
+            return await handler(request, target)
+        except BadQuery as exc:
+            return fail(400, str(exc))
 
     return endpoint
 
 
+class BadQuery(ValueError):
+    """A query parameter a per-run endpoint cannot take: `per_run` answers 400 with its one-line reason."""
+
+
 def int_param(request: Request, key: str, default: int | None) -> int | None:
-    """?key=N as an int (ValueError with a one-line reason when it is not one)."""
+    """?key=N as an int (BadQuery when it is not one)."""
     text = request.query_params.get(key)
     if text is None or text == "":
         return default
     try:
         return int(text)
     except ValueError:
-        raise ValueError(f"?{key}= must be an integer, got {text!r}") from None
+        raise BadQuery(f"?{key}= must be an integer, got {text!r}") from None
 
 
 @per_run
 async def history_json(request: Request, run: Target) -> JSONResponse:
     """The run's history from the store, the same shape as the trainer's `history` reply."""
-    try:
-        points = int_param(request, "points", HISTORY_POINTS) or HISTORY_POINTS
-        first, last = int_param(request, "from", None), int_param(request, "to", None)
-    except ValueError as exc:
-        return fail(400, str(exc))
+    points = int_param(request, "points", HISTORY_POINTS) or HISTORY_POINTS
+    first, last = int_param(request, "from", None), int_param(request, "to", None)
     body = await asyncio.to_thread(monitor_of(request).store.history, run.id, points, first, last)
     return JSONResponse({"run": run.name, "run_id": run.id, **body})
 
@@ -194,10 +200,7 @@ async def alerts(request: Request, run: Target) -> JSONResponse:
 @per_run
 async def validation(request: Request, run: Target) -> JSONResponse:
     """A validation's metrics: ?iteration=I from the store, else the latest (live, else stored)."""
-    try:
-        iteration = int_param(request, "iteration", None)
-    except ValueError as exc:
-        return fail(400, str(exc))
+    iteration = int_param(request, "iteration", None)
     if iteration is None and run.live is not None and run.live.validation is not None:
         return JSONResponse({"run": run.name, "run_id": run.id, **run.live.validation})
     found = await asyncio.to_thread(monitor_of(request).store.validation, run.id, iteration)
@@ -209,10 +212,7 @@ async def validation(request: Request, run: Target) -> JSONResponse:
 @per_run
 async def validation_image(request: Request, run: Target) -> Response:
     """A validation's comparison image: ?iteration=I from the store, else the latest (live, else stored)."""
-    try:
-        iteration = int_param(request, "iteration", None)
-    except ValueError as exc:
-        return fail(400, str(exc))
+    iteration = int_param(request, "iteration", None)
     if iteration is None and run.live is not None and run.live.image is not None:
         return Response(run.live.image, media_type=run.live.image_type, headers={"cache-control": "no-store"})
     found = await asyncio.to_thread(monitor_of(request).store.image, run.id, iteration)

@@ -143,6 +143,17 @@ def test_validation_metrics_and_image_are_served_with_the_right_type(
     assert image.headers["content-type"] == "image/png" and image.content == PNG
 
 
+@pytest.mark.parametrize("query", ["/api/validation?iteration=x", "/api/validation.png?iteration=1.5",
+                                   "/api/history.json?points=many", "/api/history.json?to=end"])
+def test_a_per_run_query_that_is_not_an_integer_is_400_naming_it(
+    client: TestClient, state: MonitorState, query: str
+) -> None:
+    state.ingest("status", frame(1, iteration=3))
+    response = client.get(query)
+    key = query.split("?")[1].split("=")[0]
+    assert response.status_code == 400 and f"?{key}= must be an integer" in response.json()["error"]
+
+
 def test_runs_events_and_health_report_what_arrived(client: TestClient, state: MonitorState) -> None:
     state.ingest("event", frame(1, run="a", kind="started", message="hello"))
     state.ingest("heartbeat", frame(5, run="a", state="training", iteration=1))
