@@ -22,7 +22,7 @@ from pathlib import Path
 from torch import Tensor
 
 from trainer.infer.model import UpscaleError
-from trainer.models.convert import rename_mmagic_keys
+from trainer.models.convert import rename_mmagic_keys, strip_wrappers
 
 __all__ = ["ModelFile", "ModelSource", "infer_basicvsrpp", "read_model_file"]
 
@@ -109,11 +109,7 @@ def _unwrap(path: str, obj: dict) -> tuple[ModelSource, dict[str, Tensor]]:
         keys = ", ".join(sorted(map(str, obj))[:6])
         raise UpscaleError(f"{path} holds no model weights (top-level keys: {keys or 'none'}; expected a "
                            "checkpoint of this project, BasicSR's 'params', mmagic's 'state_dict' or a state dict)")
-    if any(k.startswith("generator.") for k in tensors):  # mmagic: the restorer's other parts go
-        tensors = {k.removeprefix("generator."): v for k, v in tensors.items() if k.startswith("generator.")}
-    if all(k.startswith("module.") for k in tensors):
-        tensors = {k.removeprefix("module."): v for k, v in tensors.items()}
-    return source, rename_mmagic_keys(tensors)
+    return source, rename_mmagic_keys(strip_wrappers(tensors))
 
 
 def infer_basicvsrpp(weights: Mapping[str, Tensor], source: ModelSource) -> dict:

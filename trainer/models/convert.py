@@ -17,7 +17,8 @@ from pathlib import Path
 
 from torch import Tensor
 
-__all__ = ["convert_state_dict", "load_weights_file", "rename_mmagic_keys", "to_basicsr_spynet", "unwrap_state_dict"]
+__all__ = ["convert_state_dict", "load_weights_file", "rename_mmagic_keys", "strip_wrappers", "to_basicsr_spynet",
+           "unwrap_state_dict"]
 
 _MM_SPYNET = re.compile(r"^(.*basic_module\.\d+\.basic_module\.)(\d+)\.conv\.(weight|bias)$")
 _MM_UPSAMPLE = re.compile(r"^upsample([12])\.upsample_conv\.(weight|bias)$")
@@ -32,11 +33,17 @@ def unwrap_state_dict(obj: Mapping) -> dict[str, Tensor]:
     state = {k: v for k, v in obj.items() if isinstance(v, Tensor)}
     if not state:
         raise ValueError("no tensors found (expected {'params': ...} or {'state_dict': ...})")
+    return strip_wrappers(state)
+
+
+def strip_wrappers(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """The network's own names: mmagic's 'generator.' (the restorer's other parts dropped) and a
+    DataParallel 'module.' prefix removed."""
     if any(k.startswith("generator.") for k in state):
-        state = {k[len("generator."):]: v for k, v in state.items() if k.startswith("generator.")}
+        state = {k.removeprefix("generator."): v for k, v in state.items() if k.startswith("generator.")}
     if all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
-    return state
+        state = {k.removeprefix("module."): v for k, v in state.items()}
+    return dict(state)
 
 
 def _rename(key: str) -> str:
