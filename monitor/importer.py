@@ -89,12 +89,7 @@ def _store_validations(store: Store, run_id: str, run_dir: Path, validations: di
     """Every validation up to the run's last step, with the images worth keeping; the best quality."""
     end = last["iteration"] if last else 0
     steps = [s for s in sorted(validations) if s <= end]
-    best, best_steps = None, set()
-    for step in steps:
-        quality = validations[step].get("quality")
-        if isinstance(quality, float | int) and (best is None or quality > best):
-            best, best_steps = quality, best_steps | {step}
-    keep = best_steps | set(steps[-KEEP_IMAGES:])
+    best, best_steps, keep = _kept([(step, validations[step].get("quality")) for step in steps])
     for step in steps:
         image = _image(run_dir, step) if step in keep else None
         kind = image_type(image) if image else None
@@ -107,12 +102,7 @@ def images_from_folder(store: Store, run_id: str, run_dir: str | Path) -> int:
     read from its folder on this machine: the last KEEP_IMAGES and every new best. How many were read."""
     store.flush()
     validations = store.history(run_id, 1)["validations"]
-    best, bests = None, set()
-    for v in validations:
-        quality = v.get("quality")
-        if isinstance(quality, float | int) and (best is None or quality > best):
-            best, bests = quality, bests | {v["iteration"]}
-    keep = bests | {v["iteration"] for v in validations[-KEEP_IMAGES:]}
+    _, bests, keep = _kept([(v["iteration"], v.get("quality")) for v in validations])
     read = 0
     for v in validations:
         image = _image(Path(run_dir), v["iteration"]) if v["iteration"] in keep and not v["image"] else None
@@ -122,6 +112,17 @@ def images_from_folder(store: Store, run_id: str, run_dir: str | Path) -> int:
             store.add_validation(run_id, metrics, image, kind, best=v["iteration"] in bests)
             read += 1
     return read
+
+
+def _kept(qualities: list[tuple[int, Any]]) -> tuple[float | None, set[int], set[int]]:
+    """Over (step, quality) in step order: the best quality, the steps that each set a new best, and the
+    steps whose image is kept (those and the last KEEP_IMAGES)."""
+    best, bests = None, set()
+    for step, quality in qualities:
+        if isinstance(quality, float | int) and (best is None or quality > best):
+            best = quality
+            bests.add(step)
+    return best, bests, bests | {step for step, _ in qualities[-KEEP_IMAGES:]}
 
 
 def _records(path: Path) -> Iterator[dict[str, Any]]:
