@@ -44,6 +44,7 @@
     if (!model.runs[name]) { model.runs[name] = emptyRun(); refreshRuns(); }
     return model.runs[name];
   }
+  function pushEvent(run, e) { run.events.push(e); if (run.events.length > MAX_EVENTS) run.events.shift(); }
 
   function applyFrame(msg) {
     const run = runOf(msg.run), d = msg.data;
@@ -53,8 +54,7 @@
       Object.assign(run.status, d);
       hist.addStatus(msg.run, d);
     } else if (msg.topic === "event") {
-      run.events.push(d);
-      if (run.events.length > MAX_EVENTS) run.events.shift();
+      pushEvent(run, d);
     } else if (msg.topic === "validation") {
       hist.addValidation(msg.run, d);
       run.status.is_validating = false;
@@ -65,7 +65,7 @@
     if (msg.type === "snapshot") { model.runs = msg.runs; model.shown = msg.current; hist.stale(); refreshRuns(); }
     else if (msg.type === "frame") applyFrame(msg);
     else if (msg.type === "alert") {  // an alert of the monitor's (alerts.js may show it as a notification)
-      const r = runOf(msg.run); r.events.push(msg.alert); if (r.events.length > MAX_EVENTS) r.events.shift();
+      pushEvent(runOf(msg.run), msg.alert);
       window.dispatchEvent(new CustomEvent("vsrpp:alert", { detail: msg }));
     }
     else if (msg.type === "run") { model.runs[msg.run] = msg.snapshot; hist.stale(msg.run); }
