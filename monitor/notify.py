@@ -49,10 +49,6 @@ class Notifier:
         self._pending: dict[str, _Pending] = {}
         self._client: httpx2.AsyncClient | None = None
 
-    @property
-    def hosts(self) -> list[str]:
-        return [host_of(u) for u in self.urls]
-
     async def start(self) -> None:
         if not self.urls:
             return

@@ -356,10 +356,6 @@ class Store:
                      (f"DELETE FROM points WHERE run = {_KEY} AND iteration BETWEEN ? AND ?", [(run_id, first, last)]),
                      *([(_INSERT_POINT, rows)] if rows else []), (REFRESH, [(run_id, min(its), max(its))]))
 
-    def last_iteration(self, run_id: str) -> int | None:
-        with self._reading() as db:
-            return db.execute(f"SELECT MAX(iteration) FROM points WHERE run = {_KEY}", (run_id,)).fetchone()[0]
-
     def history(self, run_id: str, points: int = 2000, first: int | None = None,
                 last: int | None = None) -> dict[str, Any]:
         """At most `points` points covering [first, last] evenly: each the last record of its bucket,
