@@ -125,8 +125,10 @@ def clip_frames(name: str, gt: Path, lr: Path | None, scale: int, how: str) -> I
             frame = frame[: frame.shape[0] // scale * scale, : frame.shape[1] // scale * scale]
             yield Frame(frame_name, frame, degrade(frame[None], scale, how)[0])
         return
-    if gt.is_dir() and lr.is_dir() and count_frames(gt) != count_frames(lr):  # known before any work
-        raise _count_mismatch(name, count_frames(gt), count_frames(lr))
+    if gt.is_dir() and lr.is_dir():  # known before any work
+        gt_count, lr_count = count_frames(gt), count_frames(lr)
+        if gt_count != lr_count:
+            raise _count_mismatch(name, gt_count, lr_count)
     gts, lrs, done = read_frames(gt), read_frames(lr), 0
     for g, low in zip_longest(gts, lrs):
         if g is None or low is None:  # one stream ended first: count the other's rest
