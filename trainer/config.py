@@ -78,6 +78,11 @@ class ModelConfig:
 GENERIC_MODEL_KEYS = ("num_frames", "n_feats", "n_blocks", "scale")
 
 
+def model_key(name: str) -> str:
+    """The dotted config key of model argument `name`: model.NAME when generic, else model.options.NAME."""
+    return f"model.{name}" if name in GENERIC_MODEL_KEYS else f"model.options.{name}"
+
+
 @dataclass
 class TrainConfig:
     max_iters: int = 600

@@ -142,13 +142,12 @@ def state_tensors(saved: dict[str, Any]) -> list[tuple[str, torch.Tensor]]:
 
 def check_model(ckpt: dict[str, Any], state: TrainingState, path: Path) -> None:
     """ResumeError, with the settings that would fit, when the file holds another model."""
-    from trainer.config import GENERIC_MODEL_KEYS  # here: trainer.config imports this module (via divergence)
+    from trainer.config import model_key  # here: trainer.config imports this module (via divergence)
 
     name, kwargs = ckpt.get("model_name"), ckpt.get("model_kwargs")
     if name is None or (name, kwargs) == (state.model_name, state.model_kwargs):
         return
-    settings = " ".join(f"--set model.{'' if k in GENERIC_MODEL_KEYS else 'options.'}{k}={v!r}"
-                        for k, v in (kwargs or {}).items())
+    settings = " ".join(f"--set {model_key(k)}={v!r}" for k, v in (kwargs or {}).items())
     raise ResumeError(f"{path.name} holds a {name!r} model with {kwargs}, but this run is configured "
                       f"for {state.model_name!r} with {state.model_kwargs}. Resume with the same "
                       f"settings (--set model.name={name} {settings}) or start a new run "

@@ -17,7 +17,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from trainer.config import GENERIC_MODEL_KEYS, Config, ConfigError
+from trainer.config import Config, ConfigError, model_key
 from trainer.infer.load import describe_model, instantiate
 from trainer.infer.model import UpscaleError
 from trainer.infer.released import ModelFile, read_model_file
@@ -77,7 +77,7 @@ def model_settings(init: InitFrom, cfg: Config) -> dict[str, Any]:
         if key in skip:
             continue
         key = aliases.get(key, key)
-        settings[f"model.{key}" if key in GENERIC_MODEL_KEYS else f"model.options.{key}"] = value
+        settings[model_key(key)] = value
     for alias, generic in aliases.items():
         if alias in cfg.model.options and f"model.{generic}" in settings:
             settings[f"model.options.{alias}"] = settings[f"model.{generic}"]
