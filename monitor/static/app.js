@@ -4,7 +4,7 @@
 // Every string from a trainer is put on the page with textContent, never innerHTML.
 (() => {
   "use strict";
-  const { $, num, pct, fixed, sci, clock, text, cell, getJSON } = window.VsrFormat;
+  const { $, num, pct, fixed, sci, clock, put, text, cell, element, getJSON } = window.VsrFormat;
   const MAX_EVENTS = 200;
   // event kinds shown in red (docs/protocol.md lists every kind)
   const ALERT_KINDS = new Set(["error", "nan_skipped", "diverged", "recovered", "checkpoint_refused"]);
@@ -215,7 +215,7 @@
     entries.forEach(([, v], i) => {
       const row = box.children[i];
       row.children[1].firstChild.style.width = ((100 * v) / max).toFixed(1) + "%";
-      if (row.children[2].textContent !== v.toPrecision(3)) row.children[2].textContent = v.toPrecision(3);
+      put(row.children[2], v.toPrecision(3));
     });
   }
 
@@ -253,9 +253,8 @@
     ol.replaceChildren(...events.slice(-50).reverse().map((e) => {
       const li = document.createElement("li");
       const kind = "kind" + (e.alert || ALERT_KINDS.has(e.kind) ? " alert" : "");
-      for (const [tag, cls, value] of [["time", "", clock(e.ts)], ["span", kind, e.kind], ["span", "msg", e.message]]) {
-        const el = document.createElement(tag); if (cls) el.className = cls; el.textContent = String(value ?? ""); li.append(el);
-      }
+      li.append(element("time", "", clock(e.ts)), element("span", kind, e.kind ?? ""),
+                element("span", "msg", e.message ?? ""));
       return li;
     }));
   }

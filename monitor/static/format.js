@@ -22,7 +22,9 @@ window.VsrFormat = (() => {
     });
   }
 
-  function text(id, value) { const el = $(id); if (el.textContent !== value) el.textContent = value; }
+  // an element's text, written only when it changed
+  function put(el, value) { if (el.textContent !== value) el.textContent = value; }
+  function text(id, value) { put($(id), value); }
   function cell(tr, value, cls) { const td = tr.insertCell(); td.textContent = value; if (cls) td.className = cls; return td; }
   function element(tag, cls, value) {
     const el = document.createElement(tag);
@@ -39,5 +41,5 @@ window.VsrFormat = (() => {
     return res.json();
   }
 
-  return { $, num, pct, fixed, sci, count, clock, when, duration, text, cell, element, query, getJSON };
+  return { $, num, pct, fixed, sci, count, clock, when, duration, put, text, cell, element, query, getJSON };
 })();

@@ -4,7 +4,7 @@
 window.VsrRuns = (handlers) => {
   "use strict";
   const { onSelect, onTick } = handlers;
-  const { $, count, pct, when, duration, element, getJSON } = window.VsrFormat;
+  const { $, count, pct, when, duration, put, element, getJSON } = window.VsrFormat;
   const NONE_YET = "no runs yet: start a trainer, or read a run folder in with python -m monitor import RUN_DIR";
   let stored = [];        // summaries from /api/runs
   let current = null;     // the run the monitor follows
@@ -69,8 +69,6 @@ window.VsrRuns = (handlers) => {
     td.append(element("span", "sub", NONE_YET));
     return tr;
   }
-
-  function put(el, value) { if (el.textContent !== value) el.textContent = value; }
 
   function fillRow(tr, r, selected, colour) {
     const [tick, name, state, iter, best, started, ended, took] = tr.cells;
