@@ -351,8 +351,9 @@ def defaults_toml() -> str:
     """Config()'s settable keys as TOML, section by section, each with its dataclass field's comment."""
     derived = "".join(f"\n#   {key} <- {source}" for key, source in DERIVED.items())
     lines = [_DEFAULTS_HEADER.format(derived=derived).rstrip("\n")]
+    defaults = Config()
     for section in dataclasses.fields(Config):
-        value = getattr(Config(), section.name)
+        value = getattr(defaults, section.name)
         notes = _field_comments(type(value))
         lines.append(f"\n[{section.name}]")
         for name, default in dataclasses.asdict(value).items():
