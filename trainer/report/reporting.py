@@ -92,11 +92,10 @@ class Reporting:
 
     def _history(self, args: dict[str, Any]) -> dict[str, Any]:
         """The whole run from the run folder's logs (trainer.report.history); empty until `start`."""
-        runlog, run = self.runlog, self.identity
+        runlog, run, name = self.runlog, self.identity, identity.display_name(self.run_dir)
         if runlog is None or run is None:
-            return {"run": identity.display_name(self.run_dir), "history": [], "validations": [], "from": 0, "to": 0,
-                    "last_iteration": 0}
-        return {"run": identity.display_name(self.run_dir), "run_id": run.id, **history(runlog.history, args)}
+            return {"run": name, "history": [], "validations": [], "from": 0, "to": 0, "last_iteration": 0}
+        return {"run": name, "run_id": run.id, **history(runlog.history, args)}
 
     def close(self) -> None:
         for part in (self.controller, self.telemetry, self.publisher, self.runlog, self.console):
