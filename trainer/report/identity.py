@@ -28,10 +28,6 @@ class RunIdentity:
     host: str
     created: float
 
-    @property
-    def display_name(self) -> str:
-        return f"{self.name}@{self.host}"
-
 
 def display_name(run_dir: str | Path) -> str:
     """`folder@host`: how viewers show the run in `run_dir` (known before run.json is read)."""
