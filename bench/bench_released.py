@@ -33,6 +33,11 @@ STEPS = 45  # BasicSR training steps for the "released" small model (about +3 dB
 TRAIN_SEEDS, HELD_OUT_SEEDS = range(6), (100, 101)  # shots it trains on; shots that only validate
 
 
+def to_8bit(frames: torch.Tensor) -> np.ndarray:
+    """[T, 3, H, W] in [0, 1] -> uint8 [T, H, W, 3] as BasicSR's tensor2img (clamp, *255, round)."""
+    return frames.clamp(0, 1).mul(255).round().byte().permute(0, 2, 3, 1).numpy()
+
+
 def basicsr_forward(model: torch.nn.Module, lqs: torch.Tensor) -> torch.Tensor:
     """BasicSR's forward() step by step through its own methods, minus its >= 64 px assertion
     (its SPyNet still needs frames over 32 px)."""
@@ -130,7 +135,7 @@ def parity(cls: type, root: Path) -> None:
     _write(root / "gt" / "clip", gt)
     x = torch.from_numpy(np.stack(lr)).permute(0, 3, 1, 2).float().div(255)[None]
     with torch.no_grad():
-        theirs = ref(x)[0].clamp(0, 1).mul(255).round().byte().permute(0, 2, 3, 1).numpy()
+        theirs = to_8bit(ref(x)[0])
     upscale(["--checkpoint", str(root / "BasicVSRPP_x4_c64n7.pth"), "--input", str(root / "lr" / "clip"),
              "--output", str(root / "sr"), "--device", "cpu"])
     ours = np.stack([np.asarray(Image.open(p)) for p in sorted((root / "sr").glob("*.png"))])

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from bench.bench_basicvsrpp import build_basicsr, load_basicsr_reference
-from bench.bench_released import basicsr_forward, train_basicsr
+from bench.bench_released import basicsr_forward, to_8bit, train_basicsr
 
 __all__ = ["basicsr_class", "basicsr_forward", "basicsr_model", "mmagic_names", "save_basicsr", "save_bare",
            "save_mmagic", "to_8bit", "train_basicsr"]
@@ -62,9 +61,3 @@ def save_mmagic(path: Path, state: dict) -> Path:
 def save_bare(path: Path, state: dict) -> Path:
     torch.save(dict(state), path)
     return path
-
-
-def to_8bit(frames: torch.Tensor) -> np.ndarray:
-    """[T, 3, H, W] in [0, 1] -> uint8 [T, H, W, 3] as BasicSR's tensor2img (clamp, *255, round)."""
-    return frames.clamp(0, 1).mul(255).round().byte().permute(0, 2, 3, 1).numpy()
-
