@@ -26,6 +26,7 @@ from PIL import Image
 
 from bench.bench_basicvsrpp import build_basicsr, load_basicsr_reference
 from bench.bench_evaluate import basicsr_y, load_basicsr_metrics
+from tests.evaluate_support import write_frames
 from tests.net_support import free_port
 from tests.video_support import shot  # the tests' panning textured shot: real motion
 
@@ -101,17 +102,10 @@ def trained_file(cls: type) -> Path:
 def write_clips(root: Path) -> Path:
     """ROOT/train (the shots the small model trained on) and ROOT/val (two held-out shots), 144x144 GT."""
     for seed in TRAIN_SEEDS:
-        _write(root / "train" / f"t{seed}", _shot(3, 144, seed))
+        write_frames(root / "train" / f"t{seed}", _shot(3, 144, seed))
     for seed in HELD_OUT_SEEDS:
-        _write(root / "val" / f"v{seed}", _shot(3, 144, seed))
+        write_frames(root / "val" / f"v{seed}", _shot(3, 144, seed))
     return root
-
-
-def _write(folder: Path, frames: list[np.ndarray]) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for i, frame in enumerate(frames):
-        Image.fromarray(frame).save(folder / f"{i:08d}.png")
-    return folder
 
 
 def _shot(n: int, size: int, seed: int) -> list[np.ndarray]:
@@ -131,8 +125,8 @@ def parity(cls: type, root: Path) -> None:
     torch.save({"params": ref.state_dict()}, root / "BasicVSRPP_x4_c64n7.pth")
     lr = _shot(5, 64, seed=3)
     gt = [np.asarray(Image.fromarray(f).resize((256, 256), Image.BICUBIC)) for f in _shot(5, 64, seed=3)]
-    _write(root / "lr" / "clip", lr)
-    _write(root / "gt" / "clip", gt)
+    write_frames(root / "lr" / "clip", lr)
+    write_frames(root / "gt" / "clip", gt)
     x = torch.from_numpy(np.stack(lr)).permute(0, 3, 1, 2).float().div(255)[None]
     with torch.no_grad():
         theirs = to_8bit(ref(x)[0])
