@@ -14,6 +14,7 @@ from tests.ckpt_support import save_as_if_on_cuda
 from tests.upscale_support import BVPP, VSRPP
 from tests.upscale_support import checkpoint as _checkpoint
 from trainer.infer.sequence import overlapping_chunks
+from trainer.models import build
 from trainer.upscale import (
     UpscaleOptions,
     load_model,
@@ -141,3 +142,10 @@ def test_video_files_need_pyav_or_round_trip_with_it(tmp_path, capsys):
     assert code == 0
     names, frames, _ = read_frames(tmp_path / "o.mp4")
     assert len(names) == 4 and frames.shape == (4, 3, 48, 48)
+
+
+def test_a_checkpoint_whose_kwargs_leave_scale_to_the_defaults_loads_at_the_models_own_scale(tmp_path):
+    path = _checkpoint(tmp_path / "defaults.pth", "vsrpp", {})  # model_kwargs {}: every default
+    built = build("vsrpp")
+    loaded = load_model(path, torch.device("cpu"))
+    assert (loaded.scale, loaded.num_frames) == (built.scale, built.num_frames) and loaded.scale > 0

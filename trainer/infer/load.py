@@ -30,12 +30,13 @@ def load_model(path: str | Path, device: torch.device, *, expect_model: str | No
         check_expected(path, loaded.name, loaded.scale, expect_model, expect_scale)
         return loaded
     found = read_model_file(path, allow_unsafe=allow_unsafe)
-    scale = int(found.kwargs.get("scale", 0))
-    check_expected(path, found.name, scale, expect_model, expect_scale)
     model = instantiate(found).to(device).eval()
+    # the built model's own scale and window: kwargs may leave them to the model's defaults
+    scale, num_frames = int(model.scale), int(getattr(model, "num_frames", found.kwargs.get("num_frames", 5)))
+    check_expected(path, found.name, scale, expect_model, expect_scale)
     if found.source.format != "checkpoint":
         print(f"{found.source.describe()}; {describe_model(found)}", file=sys.stderr)
-    return LoadedModel(model, found.name, scale, int(found.kwargs.get("num_frames", 5)),
+    return LoadedModel(model, found.name, scale, num_frames,
                        bool(models.MODEL_INFO[found.name]["many_to_many"]), kwargs=found.kwargs,
                        source=found.source)
 
