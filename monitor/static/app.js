@@ -124,11 +124,12 @@
     renderActivity(s.activity);
     renderControls(s, online);
     renderRunSelect(id);
-    runs.render(runList(), id, colourOf);
+    const drawn = drawnIds(id);  // once a render: each row's colour is its place in this list
+    runs.render(runList(), id, (rid) => colourOf(drawn, rid));
     if (!id) return;
     renderCheckpoints((run || storedRun(id)).checkpoints || []);
     renderEvents((run || storedRun(id)).events);
-    renderCharts(id);
+    renderCharts(id, drawn);
     const q = "?run=" + encodeURIComponent(id);
     $("dl-csv").href = "/api/history.csv" + q;
     $("dl-json").href = "/api/history.json" + q;
@@ -153,10 +154,9 @@
   const nameOf = (id) => (summary(id) || { name: id }).name;
   const isLive = (id) => !!(model.runs[id] && model.runs[id].status.trainer_online);
   function drawnIds(id) { return [id, ...runs.ticked().filter((t) => t !== id && known(t))]; }
-  function colourOf(id) { const k = drawnIds(selectedName()).indexOf(id); return k < 0 ? null : charts.colour(k); }
+  function colourOf(drawn, id) { const k = drawn.indexOf(id); return k < 0 ? null : charts.colour(k); }
 
-  function renderCharts(id) {
-    const ids = drawnIds(id);
+  function renderCharts(id, ids) {
     for (const rid of ids) hist.want(rid, isLive(rid));
     if (!ids.includes(viewer.run())) viewer.follow(id);
     const list = ids.map((rid, k) => ({ id: rid, name: nameOf(rid), colour: charts.colour(k),
