@@ -163,3 +163,20 @@ def test_ctrl_c_leaves_a_playable_file_and_says_it_is_partial(tmp_path):
     assert b"PARTIAL" in err
     frames = read_video(out)
     assert 10 <= len(frames) < 200 and frames[0].shape == (144, 192, 3)
+
+
+def test_a_video_is_written_beside_the_output_and_a_failed_run_leaves_the_previous_output_whole(tmp_path):
+    from trainer.infer.video import FrameSink
+
+    out = tmp_path / "out.mp4"
+    out.write_bytes(b"the previous, complete output")
+    frame = torch.rand(3, 32, 48)
+    with pytest.raises(RuntimeError), FrameSink(out, fps=25) as sink:
+        sink.write("f0", frame)
+        assert out.read_bytes() == b"the previous, complete output"
+        raise RuntimeError("killed halfway")
+    assert out.read_bytes() == b"the previous, complete output" and not sink.partial.exists()
+    with FrameSink(out, fps=25) as sink:
+        for i in range(3):
+            sink.write(f"f{i}", frame)
+    assert len(read_video(out)) == 3 and not sink.partial.exists()

@@ -9,6 +9,7 @@ sizes, so such frames get one edge-replicated row/column; yuv444p keeps the exac
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -142,13 +143,16 @@ class FrameSink:
             return self
         av = import_av()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._container = av.open(str(self.path), mode="w")
+        # written beside the output and renamed at the end: a killed run never leaves a broken file
+        # under the output's name, nor replaces a complete one
+        self._container = av.open(str(self.partial), mode="w")
         if self.size is not None:
             self._add_video(*self.size)
         try:
             self._copies = {s.index: self._container.add_stream_from_template(s) for s in self.audio}
         except (av.FFmpegError, ValueError) as exc:
             self._container.close()
+            self.partial.unlink(missing_ok=True)
             raise UpscaleError(f"cannot copy the audio into {self.path.suffix}: {exc}") from None
         return self
 
@@ -198,9 +202,20 @@ class FrameSink:
         packet.stream = self._copies[packet.stream.index]
         self._container.mux(packet)
 
-    def __exit__(self, *exc: object) -> None:
-        if self._container is not None:
-            if self._stream is not None:
-                for packet in self._stream.encode():
-                    self._container.mux(packet)
+    @property
+    def partial(self) -> Path:
+        """Where a video is written until it is complete."""
+        return self.path.with_name(f"{self.path.stem}.partial{self.path.suffix}")
+
+    def __exit__(self, error: type[BaseException] | None, *exc: object) -> None:
+        if self._container is None:
+            return
+        if error is not None and not issubclass(error, KeyboardInterrupt):  # Ctrl-C keeps what was done
             self._container.close()
+            self.partial.unlink(missing_ok=True)
+            return
+        if self._stream is not None:
+            for packet in self._stream.encode():
+                self._container.mux(packet)
+        self._container.close()
+        os.replace(self.partial, self.path)
